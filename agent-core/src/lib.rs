@@ -1,0 +1,31 @@
+//! # updraft-core
+//!
+//! The sans-IO core of Updraft, an over-the-air update system compatible
+//! with Mender: it does no I/O and reads no clock. Its caller feeds it bytes
+//! and gets events back.
+//!
+//! * [`artifact`]: the streaming Mender Artifact (format v3) reader, with
+//!   manifest signature and digest checks.
+//! * [`crypto`]: SHA-256 and signature verification behind small traits, so
+//!   hardware crypto can plug in.
+//!
+//! The update state machine, device-API messages and platform traits are not
+//! written yet.
+//!
+//! ## Features
+//!
+//! | feature | adds |
+//! | --- | --- |
+//! | *(none)* | `no_std`, no heap: uncompressed and gzip artifacts, ECDSA P-256 signatures, `sha2` SHA-256 |
+//! | `alloc` | RSA signatures, PEM keys |
+//! | `std` (default) | `alloc`, plus ring's assembly SHA-256, zlib-rs inflate and xz artifacts |
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod artifact;
+pub mod crypto;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite. On a fresh Debian 12 machine it first installs what
+# the tests need (Debian packages, the thumbv7em target, rustfmt/clippy).
+#
+#   scripts/test.sh            everything
+#   SKIP_INSTALL=1 scripts/test.sh   do not install anything
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------- install
+APT_PACKAGES=(mender-artifact xz-utils openssl)
+
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
+    say "adding the thumbv7em-none-eabihf target"
+    rustup target add thumbv7em-none-eabihf
+  fi
+  for c in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
+# ---------------------------------------------------------------- checks
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p updraft-core --no-default-features --all-targets -- -D warnings
+
+say "no_std builds for thumbv7em-none-eabihf (default features off)"
+for crate in updraft-core updraft-boot updraft-embassy; do
+  cargo build -p "$crate" --no-default-features --target thumbv7em-none-eabihf
+done
+
+say "docs (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+say "tests (std: ring SHA-256, zlib-rs inflate, xz)"
+cargo test --workspace
+
+say "tests of updraft-core without std (miniz_oxide inflate, sha2, no RSA, no xz)"
+cargo test -p updraft-core --no-default-features
