@@ -231,6 +231,7 @@ pub fn format_time(unix: u64) -> String {
 pub fn write_summary(out: &mut impl io::Write, s: &Summary) -> io::Result<()> {
     let m = &s.metadata;
     let list = |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(" ");
+    let comma_list = |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(", ");
     writeln!(out, "Mender artifact:")?;
     writeln!(out, "  Name: {}", m.artifact_name())?;
     writeln!(out, "  Format: mender")?;
@@ -254,12 +255,12 @@ pub fn write_summary(out: &mut impl io::Write, s: &Summary) -> io::Result<()> {
     writeln!(
         out,
         "  Depends on one of artifact(s): [{}]",
-        list(&mut m.depends_artifact_names())
+        comma_list(&mut m.depends_artifact_names())
     )?;
     writeln!(
         out,
         "  Depends on one of group(s): [{}]",
-        list(&mut m.depends_groups())
+        comma_list(&mut m.depends_groups())
     )?;
     writeln!(out, "  State scripts:")?;
     for script in &s.scripts {
