@@ -11,6 +11,8 @@
 //! * [`Verifier`]: checks a Mender manifest signature over the SHA-256 digest
 //!   of the manifest. [`VerifyingKey`] implements it in software for ECDSA
 //!   P-256 (no heap) and RSA PKCS#1 v1.5 (needs `alloc`).
+//! * [`Signer`]: makes such signatures (artifact signing; device
+//!   authentication later). [`SigningKey`] implements it in software.
 
 use core::fmt;
 
@@ -167,6 +169,8 @@ pub enum KeyError {
     InvalidDer,
     /// This is a private key; give the public key.
     PrivateKey,
+    /// The private key is encrypted; decrypt it first.
+    Encrypted,
 }
 
 impl fmt::Display for KeyError {
@@ -178,6 +182,7 @@ impl fmt::Display for KeyError {
             KeyError::RsaNeedsAlloc => "RSA keys need the `alloc` feature of updraft-core",
             KeyError::InvalidDer => "the key's DER encoding is invalid",
             KeyError::PrivateKey => "this is a private key: give the public key (openssl pkey -pubout)",
+            KeyError::Encrypted => "the private key is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)",
         })
     }
 }
@@ -297,5 +302,188 @@ impl Verifier for VerifyingKey {
                     .map_err(|_| SignatureError::Mismatch)
             }
         }
+    }
+}
+
+/// Why signing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The output buffer is smaller than the signature.
+    BufferTooSmall {
+        /// Bytes the signature needs.
+        needed: usize,
+    },
+    /// The signing operation itself failed (hardware error, bad key).
+    Failed,
+}
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignError::BufferTooSmall { needed } => {
+                write!(f, "signature buffer too small: {needed} bytes needed")
+            }
+            SignError::Failed => f.write_str("signing failed"),
+        }
+    }
+}
+
+impl core::error::Error for SignError {}
+
+/// Makes Mender signatures over a SHA-256 digest: RSA PKCS#1 v1.5, or
+/// ECDSA P-256 as raw `r || s`. Implement it to sign with a secure element
+/// or an HSM.
+pub trait Signer {
+    /// What kind of key this is.
+    fn kind(&self) -> KeyKind;
+    /// Length of the raw signature in bytes.
+    fn signature_len(&self) -> usize;
+    /// Sign `digest`, writing the raw signature to `out`; returns its length.
+    fn sign_digest(&self, digest: &[u8; 32], out: &mut [u8]) -> Result<usize, SignError>;
+}
+
+/// A software private key that signs like `mender-artifact -k`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum SigningKey {
+    /// ECDSA P-256 (deterministic nonces, RFC 6979).
+    EcdsaP256(p256::ecdsa::SigningKey),
+    /// RSA. With `std`, signing is blinded with OS randomness.
+    #[cfg(feature = "alloc")]
+    Rsa(alloc::boxed::Box<rsa::RsaPrivateKey>),
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        write!(f, "SigningKey({})", self.kind())
+    }
+}
+
+impl SigningKey {
+    /// An ECDSA P-256 key from its 32-byte secret scalar. No heap.
+    pub fn p256_from_bytes(secret: &[u8]) -> Result<Self, KeyError> {
+        p256::ecdsa::SigningKey::from_slice(secret)
+            .map(SigningKey::EcdsaP256)
+            .map_err(|_| KeyError::InvalidDer)
+    }
+
+    /// A key from PEM: PKCS#1 `RSA PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, or
+    /// PKCS#8 `PRIVATE KEY` (OpenSSL 3's default, which `mender-artifact`
+    /// 3.9 rejects) holding either.
+    #[cfg(feature = "alloc")]
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        use p256::pkcs8::der::Decode;
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let (label, der) = p256::pkcs8::der::pem::decode_vec(pem.trim().as_bytes())
+            .map_err(|_| KeyError::NotPem)?;
+        match label {
+            "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_der(&der)
+                .map(|k| SigningKey::Rsa(k.into()))
+                .map_err(|_| KeyError::InvalidDer),
+            "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&der)
+                .map(|k| SigningKey::EcdsaP256(k.into()))
+                .map_err(|_| KeyError::UnsupportedCurve),
+            "PRIVATE KEY" => {
+                let info = p256::pkcs8::PrivateKeyInfo::from_der(&der)
+                    .map_err(|_| KeyError::InvalidDer)?;
+                let oid = info.algorithm.oid;
+                if oid == p256::pkcs8::ObjectIdentifier::new_unwrap(OID_EC_PUBLIC_KEY) {
+                    p256::SecretKey::from_pkcs8_der(&der)
+                        .map(|k| SigningKey::EcdsaP256(k.into()))
+                        .map_err(|_| KeyError::UnsupportedCurve)
+                } else if oid == p256::pkcs8::ObjectIdentifier::new_unwrap(OID_RSA) {
+                    rsa::RsaPrivateKey::from_pkcs8_der(&der)
+                        .map(|k| SigningKey::Rsa(k.into()))
+                        .map_err(|_| KeyError::InvalidDer)
+                } else {
+                    Err(KeyError::UnsupportedAlgorithm)
+                }
+            }
+            "ENCRYPTED PRIVATE KEY" => Err(KeyError::Encrypted),
+            _ => Err(KeyError::NotPem),
+        }
+    }
+
+    /// The matching public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        match self {
+            SigningKey::EcdsaP256(k) => VerifyingKey::EcdsaP256(*k.verifying_key()),
+            #[cfg(feature = "alloc")]
+            SigningKey::Rsa(k) => VerifyingKey::Rsa(k.to_public_key()),
+        }
+    }
+}
+
+impl Signer for SigningKey {
+    fn kind(&self) -> KeyKind {
+        match self {
+            SigningKey::EcdsaP256(_) => KeyKind::EcdsaP256,
+            #[cfg(feature = "alloc")]
+            SigningKey::Rsa(_) => KeyKind::Rsa,
+        }
+    }
+
+    fn signature_len(&self) -> usize {
+        match self {
+            SigningKey::EcdsaP256(_) => 64,
+            #[cfg(feature = "alloc")]
+            SigningKey::Rsa(k) => rsa::traits::PublicKeyParts::size(k.as_ref()),
+        }
+    }
+
+    fn sign_digest(&self, digest: &[u8; 32], out: &mut [u8]) -> Result<usize, SignError> {
+        let needed = self.signature_len();
+        let out = out
+            .get_mut(..needed)
+            .ok_or(SignError::BufferTooSmall { needed })?;
+        match self {
+            SigningKey::EcdsaP256(k) => {
+                use p256::ecdsa::signature::hazmat::PrehashSigner;
+                let sig: p256::ecdsa::Signature =
+                    k.sign_prehash(digest).map_err(|_| SignError::Failed)?;
+                out.copy_from_slice(&sig.to_bytes());
+            }
+            #[cfg(feature = "alloc")]
+            SigningKey::Rsa(k) => {
+                let scheme = rsa::Pkcs1v15Sign::new::<sha2::Sha256>();
+                #[cfg(feature = "std")]
+                let sig = k.sign_with_rng(&mut rsa::rand_core::OsRng, scheme, digest);
+                #[cfg(not(feature = "std"))]
+                let sig = k.sign(scheme, digest);
+                let sig = sig.map_err(|_| SignError::Failed)?;
+                if sig.len() != needed {
+                    return Err(SignError::Failed);
+                }
+                out.copy_from_slice(&sig);
+            }
+        }
+        Ok(needed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p256_sign_verify_round_trip() {
+        let key = SigningKey::p256_from_bytes(&[7u8; 32]).unwrap();
+        let digest = SoftSha256::digest(b"manifest");
+        let mut sig = [0u8; 64];
+        assert_eq!(key.sign_digest(&digest, &mut sig), Ok(64));
+        let public = key.verifying_key();
+        assert_eq!(public.verify_digest(&digest, &sig), Ok(()));
+        let other = SoftSha256::digest(b"other");
+        assert_eq!(
+            public.verify_digest(&other, &sig),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            key.sign_digest(&digest, &mut [0u8; 10]),
+            Err(SignError::BufferTooSmall { needed: 64 })
+        );
     }
 }

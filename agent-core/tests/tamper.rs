@@ -457,3 +457,54 @@ fn broken_inner_tar_is_a_tar_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn exceeding_a_fixed_bound_is_an_error_not_a_truncation() {
+    use updraft_core::artifact::meta::MAX_LIST;
+    use updraft_core::artifact::{Limit, MetaError, MAX_MANIFEST_LINES};
+    let w = Work::new();
+    w.file("rootfs.ext4", 1000, 31);
+    // Exactly MAX_LIST device types read fine; one more is a Limit error.
+    let types: Vec<String> = (0..=MAX_LIST).map(|i| format!("board-{i}")).collect();
+    let mut args: Vec<&str> = vec![
+        "rootfs-image",
+        "--no-progress",
+        "-n",
+        "l",
+        "-f",
+        "rootfs.ext4",
+    ];
+    for t in &types[..MAX_LIST] {
+        args.extend(["-t", t]);
+    }
+    let ok = w.mender_write("ok.mender", &args, Sign::None);
+    assert!(read_all(&ok, &[]).result.is_ok());
+    args.extend(["-t", &types[MAX_LIST]]);
+    let too_many = w.mender_write("many.mender", &args, Sign::None);
+    let err = read_all(&too_many, &[]).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Metadata {
+            member: "header-info".try_into().unwrap(),
+            error: MetaError::Limit(Limit::DependsList)
+        }
+    );
+    assert!(
+        err.to_string().contains("more than 32 device types"),
+        "{err}"
+    );
+    // More payload files than manifest lines the reader tracks.
+    let names: Vec<String> = (0..MAX_MANIFEST_LINES)
+        .map(|i| format!("f{i:03}"))
+        .collect();
+    let mut args: Vec<&str> = vec!["module-image", "-T", "x", "-n", "l", "-t", "b"];
+    for n in &names {
+        w.text(n, n);
+        args.extend(["-f", n]);
+    }
+    let files = w.mender_write("files.mender", &args, Sign::None);
+    assert_eq!(
+        read_all(&files, &[]).unwrap_err(),
+        Error::Limit(Limit::ManifestLines)
+    );
+}

@@ -12,7 +12,7 @@ pub const ARENA_BYTES: usize = 4096;
 pub const MAX_PAYLOADS: usize = 4;
 /// Most entries in each list of the artifact-level depends (device types,
 /// artifact names, groups).
-pub const MAX_LIST: usize = 16;
+pub const MAX_LIST: usize = 32;
 /// Most provides, depends and clears-provides entries per payload (each).
 pub const MAX_PAYLOAD_ENTRIES: usize = 16;
 /// Most values, summed over all list-valued depends of one payload.
@@ -32,7 +32,8 @@ pub enum Limit {
     PayloadEntries,
     /// More than [`MAX_DEPEND_VALUES`] list values in a payload's depends.
     DependValues,
-    /// More manifest lines than [`crate::artifact::MAX_MANIFEST_LINES`].
+    /// More manifest lines than [`crate::artifact::MAX_MANIFEST_LINES`], or
+    /// more path bytes than [`crate::artifact::MANIFEST_PATH_BYTES`].
     ManifestLines,
     /// A small member (version, signature, JSON header) is larger than the
     /// reader's buffer for it ([`crate::artifact::MAX_SMALL_MEMBER`]).
@@ -41,19 +42,32 @@ pub enum Limit {
 
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Limit::StringBytes => "its metadata strings exceed 4096 bytes",
-            Limit::Payloads => "it has more than 4 payloads",
-            Limit::DependsList => {
-                "it lists more than 16 device types, depended-on artifact names or groups"
-            }
-            Limit::PayloadEntries => {
-                "a payload has more than 16 provides, depends or clears-provides entries"
-            }
-            Limit::DependValues => "a payload's list-valued depends hold more than 32 values",
-            Limit::ManifestLines => "its manifest has more than 64 lines",
-            Limit::MemberSize => "a metadata member is larger than 4096 bytes",
-        })
+        use super::manifest::{MANIFEST_PATH_BYTES, MAX_MANIFEST_LINES};
+        match self {
+            Limit::StringBytes => write!(f, "its metadata strings exceed {ARENA_BYTES} bytes"),
+            Limit::Payloads => write!(f, "it has more than {MAX_PAYLOADS} payloads"),
+            Limit::DependsList => write!(
+                f,
+                "it lists more than {MAX_LIST} device types, depended-on artifact names or groups"
+            ),
+            Limit::PayloadEntries => write!(
+                f,
+                "a payload has more than {MAX_PAYLOAD_ENTRIES} provides, depends or clears-provides entries"
+            ),
+            Limit::DependValues => write!(
+                f,
+                "a payload's list-valued depends hold more than {MAX_DEPEND_VALUES} values"
+            ),
+            Limit::ManifestLines => write!(
+                f,
+                "its manifest has more than {MAX_MANIFEST_LINES} lines or {MANIFEST_PATH_BYTES} bytes of paths"
+            ),
+            Limit::MemberSize => write!(
+                f,
+                "a metadata member is larger than {} bytes",
+                super::MAX_SMALL_MEMBER
+            ),
+        }
     }
 }
 
