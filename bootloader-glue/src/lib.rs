@@ -1,10 +1,64 @@
 //! # updraft-boot
 //!
-//! Bootloader integration for Updraft: the U-Boot environment, the GRUB
-//! environment (plain and Mender's double grubenv) and the MCUboot image
-//! trailer, each behind a `BootControl` implementation.
+//! Bootloader integration for Updraft: the on-disk formats the device agent
+//! reads and writes to hand an update to the bootloader, confirm it, and
+//! survive a power cut at any byte. The formats follow
+//! `spec/boot-formats.md` and are tested against the real tools
+//! (`mkenvimage`, `fw_printenv`/`fw_setenv` from libubootenv 0.3.2,
+//! `grub-editenv` 2.06).
 //!
-//! **Status:** not implemented yet. This crate is a placeholder in the
-//! workspace so that the layout of `DESIGN.md` exists; it exports nothing.
-//! The work is tracked in the "Bootloader glue" issue.
+//! ## Modules
+//!
+//! * [`storage`]: the [`EnvStorage`](storage::EnvStorage) trait (read,
+//!   write, erase, sync at byte offsets); [`MemStorage`](storage::MemStorage),
+//!   an in-memory implementation that can cut power after any number of
+//!   written bytes (torn writes); and, with `std`,
+//!   `FileStorage` (write + fsync).
+//! * [`uboot`]: the U-Boot environment, single copy or redundant pair: CRC
+//!   and flags checks, the exact rule for which copy wins (wrap-around and
+//!   0xff quirk), variable parsing, and a batched, power-safe update that
+//!   writes only the inactive copy with flags + 1. [`uboot::config`] parses
+//!   `fw_env.config` the way libubootenv does (hex sizes, octal-looking
+//!   offsets) and, with `std`, opens the devices it names.
+//! * [`grub`]: the GRUB environment block (`grubenv`): signature, escapes,
+//!   `#` padding, in-place set/unset byte-identical to `grub-editenv`, a
+//!   size-limit error, and with `std` an atomic file replacement.
+//! * [`change`]: [`Change`], one variable set or removal of a batch, shared
+//!   by both codecs.
+//!
+//! ## Memory and errors
+//!
+//! The codecs never allocate: they work on caller buffers (the U-Boot copy
+//! size, the grubenv block) and a 256-byte stack chunk. Every fallible
+//! operation has its own small `#[non_exhaustive]` error enum with
+//! `Display` and `core::error::Error`; storage errors are passed through as
+//! the storage's own type.
+//!
+//! ## Features
+//!
+//! * `std` (off by default): file-backed storage, opening an
+//!   `fw_env.config`'s devices, atomic grubenv file replacement. Without it
+//!   the crate is `#![no_std]` and builds for `thumbv7em-none-eabihf`.
+//!
+//! ## Not done yet
+//!
+//! Still to come in this crate, not started: Mender's double grubenv
+//! (`mender_grubenv1/2` with lock files), the MCUboot image header, TLVs and
+//! trailer, the `BootControl` implementations on top of these codecs, and
+//! the U-Boot and GRUB boot scripts a board installs. Also not supported:
+//! U-Boot envs on raw MTD/UBI devices and the boolean (active/obsolete)
+//! flags NOR-flash env drivers use, big-endian env CRCs (`mkenvimage -b`),
+//! and taking libubootenv's lock file (`/var/lock/fw_printenv.lock`), which
+//! is left to the caller.
 #![no_std]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod change;
+pub mod grub;
+pub mod storage;
+pub mod uboot;
+
+pub use change::{Change, ChangeError, InvalidChange};
