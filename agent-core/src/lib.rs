@@ -6,11 +6,13 @@
 //!
 //! * [`artifact`]: the streaming Mender Artifact (format v3) reader, with
 //!   manifest signature and digest checks.
-//! * [`crypto`]: SHA-256 and signature verification behind small traits, so
-//!   hardware crypto can plug in.
+//! * [`crypto`]: SHA-256, signature verification and signing behind small
+//!   traits, so hardware crypto can plug in.
+//! * [`boot`]: the [`boot::BootControl`] trait a bootloader integration
+//!   implements, and the [`boot::Verified`] proof needed to arm a trial boot.
 //!
-//! The update state machine, device-API messages and platform traits are not
-//! written yet.
+//! The update state machine, the device-API messages and the `SlotWriter` /
+//! `StateStore` traits are not written yet.
 //!
 //! ## Features
 //!
@@ -28,4 +30,5 @@
 extern crate alloc;
 
 pub mod artifact;
+pub mod boot;
 pub mod crypto;

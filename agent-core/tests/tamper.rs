@@ -508,3 +508,31 @@ fn exceeding_a_fixed_bound_is_an_error_not_a_truncation() {
         Error::Limit(Limit::ManifestLines)
     );
 }
+
+#[test]
+fn the_arming_proof_exists_only_after_a_complete_valid_artifact() {
+    use updraft_core::artifact::Reader;
+    let (_w, bytes) = base(Sign::None, "gzip");
+    let mut reader = Reader::new();
+    let (used, _) = reader.feed(&bytes[..bytes.len() / 2]).unwrap();
+    assert!(used > 0);
+    assert!(reader.verified().is_none(), "proof before the end");
+    let bad = flip_payload(&bytes, "gzip");
+    let mut reader = Reader::new();
+    let mut input = &bad[..];
+    while let Ok((n, Some(_))) = reader.feed(input) {
+        input = &input[n..];
+    }
+    assert!(reader.verified().is_none(), "proof for a tampered artifact");
+    let mut reader = Reader::new();
+    let mut input = &bytes[..];
+    loop {
+        let (n, ev) = reader.feed(input).unwrap();
+        input = &input[n..];
+        if ev.is_none() {
+            break;
+        }
+    }
+    reader.finish().unwrap();
+    assert!(reader.verified().is_some());
+}

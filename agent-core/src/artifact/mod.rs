@@ -539,6 +539,13 @@ impl<'k, K: Verifier, H: Sha256> Reader<'k, K, H> {
         self.c.done
     }
 
+    /// The proof needed to arm a trial boot
+    /// ([`crate::boot::BootControl::arm_trial`]): only once the whole
+    /// artifact was read and every check passed.
+    pub fn verified(&self) -> Option<crate::boot::Verified> {
+        (self.c.done && !self.c.failed).then_some(crate::boot::Verified { _private: () })
+    }
+
     /// Call at the end of input: `Ok` only if the artifact was complete.
     pub fn finish(&self) -> Result<(), Error> {
         if self.c.failed {
