@@ -536,3 +536,104 @@ fn lzma_without_std_is_a_clear_error() {
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains("xz"), "{err}");
 }
+
+/// zstd artifacts as mender-artifact 3.10+ writes them (`.zst` members):
+/// Debian's 3.9 cannot, so repack a `--compression none` artifact with the
+/// real `zstd` tool.
+#[cfg(feature = "std")]
+fn zstd_artifact(w: &Work) -> Vec<u8> {
+    use std::process::Command;
+    let plain = w.mender_write(
+        "plain.mender",
+        &[
+            "rootfs-image",
+            "--no-progress",
+            "-n",
+            "z1",
+            "-t",
+            "b",
+            "-f",
+            "rootfs.ext4",
+            "--compression",
+            "none",
+        ],
+        Sign::None,
+    );
+    let zstd = |data: &[u8]| {
+        let p = w.path("member");
+        std::fs::write(&p, data).unwrap();
+        run(Command::new("zstd")
+            .args(["-q", "-f", "--check", "-o"])
+            .arg(w.path("member.zst"))
+            .arg(&p));
+        std::fs::read(w.path("member.zst")).unwrap()
+    };
+    let mut out = Vec::new();
+    let mut manifest = String::new();
+    for (name, data) in members(&plain) {
+        match name.as_str() {
+            "header.tar" | "data/0000.tar" => out.push((format!("{name}.zst"), zstd(&data))),
+            "manifest" => manifest = String::from_utf8(data).unwrap(),
+            _ => out.push((name, data)),
+        }
+    }
+    let header = &out.iter().find(|(n, _)| n == "header.tar.zst").unwrap().1;
+    let hex: String = sha256(header).iter().map(|b| format!("{b:02x}")).collect();
+    let manifest: String = manifest
+        .lines()
+        .map(|l| {
+            if l.ends_with("  header.tar") {
+                format!("{hex}  header.tar.zst\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    out.insert(1, ("manifest".into(), manifest.into_bytes()));
+    pack(&out)
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn zstd_members_are_read_like_the_others() {
+    let w = Work::new();
+    w.file("rootfs.ext4", 700_000, 9); // several 128 KiB zstd blocks
+    let bytes = zstd_artifact(&w);
+    let whole = read_all(&bytes, &[]);
+    assert!(whole.result.is_ok(), "{:?}", whole.result);
+    let payload = whole
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Ev::Payload(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert!(*payload == std::fs::read(w.path("rootfs.ext4")).unwrap());
+    for seed in 1..=4 {
+        let mut rng = Rng::new(seed);
+        assert_eq!(
+            read_with(&bytes, &[], || 1 + rng.below(70_000)).events,
+            whole.events
+        );
+    }
+    assert_eq!(read_with(&bytes, &[], || 1).events, whole.events);
+    // A flipped byte in the compressed payload, and a cut zstd stream.
+    let bad = edit(&bytes, "data/0000.tar.zst", |d| {
+        let i = d.len() / 2;
+        d[i] ^= 0x20;
+    });
+    let err = read_all(&bad, &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Decode { .. } | Error::DigestMismatch { .. } | Error::Tar { .. }
+        ),
+        "{err:?}"
+    );
+    let cut = edit(&bytes, "data/0000.tar.zst", |d| d.truncate(d.len() - 100));
+    assert!(matches!(
+        read_all(&cut, &[]).unwrap_err(),
+        Error::Decode { .. }
+    ));
+}

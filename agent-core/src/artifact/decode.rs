@@ -1,6 +1,7 @@
 //! Push decompressors for artifact members: gzip (header and CRC handled
 //! here, raw inflate by miniz_oxide's allocation-free core, or by zlib-rs
-//! through flate2 with `std`) and xz (liblzma, `std` only).
+//! through flate2 with `std`), xz (liblzma, `std` only) and zstd (ruzstd,
+//! `std` only).
 //!
 //! A decoder is fed compressed bytes and keeps its decompressed output
 //! inside; the caller drains [`Decoder::pending`] completely before feeding
@@ -21,7 +22,7 @@ pub enum Compression {
     Gzip,
     /// `.xz` (decoded only with `std`).
     Xz,
-    /// `.zst` (recognised, not decoded).
+    /// `.zst` (decoded only with `std`; written by mender-artifact 3.10+).
     Zstd,
 }
 
@@ -65,6 +66,8 @@ pub enum DecodeError {
     TrailingData,
     /// The xz stream is corrupt.
     Xz,
+    /// The zstd stream is corrupt (or its checksum does not match).
+    Zstd,
     /// The compressed stream ended before its end.
     Truncated,
     /// This compression is not supported in this build.
@@ -80,10 +83,11 @@ impl fmt::Display for DecodeError {
             DecodeError::GzipLength => f.write_str("gzip length mismatch"),
             DecodeError::TrailingData => f.write_str("data after the end of the compressed stream"),
             DecodeError::Xz => f.write_str("corrupt xz data"),
+            DecodeError::Zstd => f.write_str("corrupt zstd data"),
             DecodeError::Truncated => f.write_str("the compressed stream is truncated"),
             DecodeError::Unsupported(c) => write!(
                 f,
-                "{c} compression is not supported by this build (xz needs the `std` feature; zstd is not supported)"
+                "{c} compression is not supported by this build (xz and zstd need the `std` feature)"
             ),
         }
     }
@@ -141,6 +145,9 @@ mod inflate {
         }
     }
 }
+
+#[cfg(feature = "std")]
+extern crate alloc;
 
 #[cfg(feature = "std")]
 mod inflate {
@@ -216,6 +223,112 @@ mod xz {
     }
 }
 
+#[cfg(feature = "std")]
+mod zstd {
+    extern crate alloc;
+    use super::DecodeError;
+    use alloc::vec::Vec;
+    use ruzstd::decoding::FrameDecoder;
+
+    /// ruzstd decodes whole blocks only: buffer up to one maximal block
+    /// (128 KiB) plus block and frame headers.
+    const IN_CAP: usize = 128 * 1024 + 3 + 18;
+
+    pub struct Zstd {
+        dec: FrameDecoder,
+        started: bool,
+        input: Vec<u8>,
+        out: Vec<u8>,
+    }
+
+    impl Zstd {
+        pub fn new() -> Self {
+            Zstd {
+                dec: FrameDecoder::new(),
+                started: false,
+                input: Vec::with_capacity(IN_CAP),
+                out: alloc::vec![0; 256 * 1024],
+            }
+        }
+
+        /// Take input into the block buffer; returns how much was taken.
+        pub fn take(&mut self, input: &[u8]) -> usize {
+            let n = core::cmp::min(IN_CAP - self.input.len(), input.len());
+            self.input.extend_from_slice(&input[..n]);
+            n
+        }
+
+        pub fn buffer_full(&self) -> bool {
+            self.input.len() == IN_CAP
+        }
+
+        /// Decode what the buffer allows; returns the output length.
+        /// `end`: no more input will come (the member ended).
+        pub fn run(&mut self, end: bool) -> Result<usize, DecodeError> {
+            loop {
+                if self.started && self.dec.is_finished() && self.dec.can_collect() == 0 {
+                    self.check_frame()?;
+                    if self.input.is_empty() {
+                        return Ok(0);
+                    }
+                    // Another frame follows (concatenated zstd).
+                    self.dec = FrameDecoder::new();
+                    self.started = false;
+                }
+                if !self.started && self.input.len() < 18 && !end {
+                    return Ok(0);
+                }
+                let (read, written) = self
+                    .dec
+                    .decode_from_to(&self.input, &mut self.out)
+                    .map_err(|_| DecodeError::Zstd)?;
+                self.started = true;
+                self.input.drain(..read);
+                if written > 0 {
+                    return Ok(written);
+                }
+                if read == 0 {
+                    if self.input.len() == IN_CAP {
+                        // A full buffer always holds a whole valid block.
+                        return Err(DecodeError::Zstd);
+                    }
+                    // No whole block buffered: more input is needed, or at
+                    // the end of the member the stream is cut short.
+                    let finished = self.dec.is_finished() && self.dec.can_collect() == 0;
+                    if end && !finished {
+                        return Err(DecodeError::Truncated);
+                    }
+                    if !finished {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+
+        fn check_frame(&self) -> Result<(), DecodeError> {
+            match self.dec.get_checksum_from_data() {
+                Some(stored) if Some(stored) != self.dec.get_calculated_checksum() => {
+                    Err(DecodeError::Zstd)
+                }
+                _ => Ok(()),
+            }
+        }
+
+        /// True when a frame ended and nothing is left over.
+        pub fn done(&self) -> bool {
+            self.started
+                && self.input.is_empty()
+                && self.dec.is_finished()
+                && self.dec.can_collect() == 0
+                && self.check_frame().is_ok()
+        }
+
+        pub fn output(&self, end: usize) -> &[u8] {
+            &self.out[..end]
+        }
+    }
+}
+
 // ---------------------------------------------------------------- gzip
 
 const FHCRC: u8 = 0x02;
@@ -243,6 +356,8 @@ enum Backend {
     Gzip(inflate::Inflate),
     #[cfg(feature = "std")]
     Xz(xz::Xz),
+    #[cfg(feature = "std")]
+    Zstd(alloc::boxed::Box<zstd::Zstd>),
 }
 
 /// A streaming decoder for one compressed member.
@@ -286,6 +401,10 @@ impl Decoder {
             }
             #[cfg(feature = "std")]
             Compression::Xz => self.backend = Backend::Xz(xz::Xz::new()?),
+            #[cfg(feature = "std")]
+            Compression::Zstd => {
+                self.backend = Backend::Zstd(alloc::boxed::Box::new(zstd::Zstd::new()))
+            }
             other => return Err(DecodeError::Unsupported(other)),
         }
         self.gz = Gz::Fixed;
@@ -299,12 +418,7 @@ impl Decoder {
 
     /// Decompressed bytes not yet taken by the caller.
     pub fn pending(&self) -> &[u8] {
-        let (s, e) = self.out;
-        match &self.backend {
-            Backend::Gzip(inf) => inf.output(s, e),
-            #[cfg(feature = "std")]
-            Backend::Xz(x) => &x.output(e)[s..],
-        }
+        self.slice(self.out.0, self.out.1)
     }
 
     /// Offset of [`Decoder::pending`] in the decoder's buffer, for
@@ -320,6 +434,8 @@ impl Decoder {
             Backend::Gzip(inf) => inf.output(start, end),
             #[cfg(feature = "std")]
             Backend::Xz(x) => &x.output(end)[start..],
+            #[cfg(feature = "std")]
+            Backend::Zstd(z) => &z.output(end)[start..],
         }
     }
 
@@ -335,6 +451,12 @@ impl Decoder {
                 let (_, out, end) = x.run(&[])?;
                 self.out = (0, out);
                 self.done = end;
+                Ok(out > 0)
+            }
+            #[cfg(feature = "std")]
+            Backend::Zstd(z) => {
+                let out = z.run(true)?;
+                self.out = (0, out);
                 Ok(out > 0)
             }
             Backend::Gzip(inf) => {
@@ -369,6 +491,8 @@ impl Decoder {
                 Backend::Gzip(_) => self.gz == Gz::MemberEnd,
                 #[cfg(feature = "std")]
                 Backend::Xz(_) => self.done,
+                #[cfg(feature = "std")]
+                Backend::Zstd(ref z) => z.done(),
             }
     }
 
@@ -389,6 +513,15 @@ impl Decoder {
                 let (used, out, end) = x.run(input)?;
                 self.out = (0, out);
                 self.done = end;
+                Ok(used)
+            }
+            #[cfg(feature = "std")]
+            Backend::Zstd(z) => {
+                let used = z.take(input);
+                if z.buffer_full() {
+                    let out = z.run(false)?;
+                    self.out = (0, out);
+                }
                 Ok(used)
             }
             Backend::Gzip(_) => self.feed_gzip(input),
