@@ -6,7 +6,9 @@
 //! * [`artifact`]: drive `updraft-core`'s streaming reader from any
 //!   [`std::io::Read`] (a file, stdin, an HTTP body), load verification keys
 //!   from PEM files, and summarise an artifact the way `mender-artifact read`
-//!   does.
+//!   does; write artifacts as `mender-artifact write` does
+//!   ([`artifact::write`], an API a build tool can call) and sign them
+//!   ([`artifact::sign`]).
 //!
 //! The daemon, standalone install, block-device slot writer, update modules
 //! and the boot-env tool are not written yet.

@@ -5,8 +5,9 @@ use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use updraft_linux::artifact::{self, load_key};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use updraft_core::crypto::SigningKey;
+use updraft_linux::artifact::{self, load_key, sign, write};
 
 /// Updraft: over-the-air updates, compatible with Mender.
 #[derive(Parser)]
@@ -18,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read and check Mender artifacts.
+    /// Make, sign, read and check Mender artifacts.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
 }
@@ -29,6 +30,11 @@ enum ArtifactCommand {
     Read(ReadArgs),
     /// Check an artifact completely: exit 0 if valid, 1 with the error if not.
     Validate(ReadArgs),
+    /// Write an artifact (like `mender-artifact write`).
+    #[command(subcommand)]
+    Write(Box<WriteCommand>),
+    /// Sign or re-sign an artifact (like `mender-artifact sign`).
+    Sign(SignArgs),
 }
 
 #[derive(Args)]
@@ -45,11 +51,146 @@ struct ReadArgs {
     file: PathBuf,
 }
 
+#[derive(Subcommand)]
+enum WriteCommand {
+    /// A full filesystem image for an A/B update.
+    RootfsImage(RootfsArgs),
+    /// A payload for an update module.
+    ModuleImage(ModuleArgs),
+    /// An artifact with no payload, to set a device's provides.
+    BootstrapArtifact(BootstrapArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    None,
+    Gzip,
+    Lzma,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Name of the artifact.
+    #[arg(short = 'n', long = "artifact-name", required = true)]
+    name: String,
+    /// Compatible device type (repeat for several).
+    #[arg(short = 't', long = "device-type", required = true)]
+    device_types: Vec<String>,
+    /// Output file.
+    #[arg(short = 'o', long = "output-path", default_value = "artifact.mender")]
+    output: PathBuf,
+    /// Private key to sign with (PEM: PKCS#1 or PKCS#8 RSA, SEC1 or PKCS#8 ECDSA P-256).
+    #[arg(short = 'k', long = "key")]
+    key: Option<PathBuf>,
+    /// State script (repeat for several).
+    #[arg(short = 's', long = "script")]
+    scripts: Vec<PathBuf>,
+    /// Artifact name(s) the device must run for this one to install.
+    #[arg(short = 'N', long = "artifact-name-depends")]
+    depends_names: Vec<String>,
+    /// Group(s) the device must be in.
+    #[arg(short = 'G', long = "depends-groups")]
+    depends_groups: Vec<String>,
+    /// The group this artifact provides.
+    #[arg(short = 'g', long = "provides-group")]
+    provides_group: Option<String>,
+    /// KEY:VALUE added to the payload's provides (repeatable).
+    #[arg(short = 'p', long = "provides", value_name = "KEY:VALUE")]
+    provides: Vec<String>,
+    /// KEY:VALUE added to the payload's depends (repeatable).
+    #[arg(short = 'd', long = "depends", value_name = "KEY:VALUE")]
+    depends: Vec<String>,
+    /// Compression of the header and data.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionArg,
+    /// Artifact format version (only 3 is supported).
+    #[arg(short = 'v', long = "version", default_value_t = 3)]
+    format_version: u32,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct SoftwareArgs {
+    /// Value of the software version provide (default: the artifact name).
+    #[arg(long)]
+    software_version: Option<String>,
+    /// Name in the software version key: `rootfs-image.NAME.version`.
+    #[arg(long)]
+    software_name: Option<String>,
+    /// Used instead of `rootfs-image` in the software version key.
+    #[arg(long)]
+    software_filesystem: Option<String>,
+    /// Do not add the software version provide.
+    #[arg(long)]
+    no_default_software_version: bool,
+    /// Add an entry to clears_artifact_provides (repeatable).
+    #[arg(long)]
+    clears_provides: Vec<String>,
+    /// Do not add the default clears_artifact_provides entries.
+    #[arg(long)]
+    no_default_clears_provides: bool,
+}
+
+#[derive(Args)]
+struct BootstrapArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Add an entry to clears_artifact_provides (repeatable).
+    #[arg(long)]
+    clears_provides: Vec<String>,
+}
+
+#[derive(Args)]
+struct RootfsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    software: SoftwareArgs,
+    /// The filesystem image.
+    #[arg(short = 'f', long = "file", required = true)]
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct ModuleArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    software: SoftwareArgs,
+    /// Payload type: the update module's name.
+    #[arg(short = 'T', long = "type", required = true)]
+    module: String,
+    /// Payload file (repeatable).
+    #[arg(short = 'f', long = "file")]
+    files: Vec<PathBuf>,
+    /// Meta-data JSON file for the payload.
+    #[arg(short = 'm', long = "meta-data")]
+    meta_data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// Private key (PEM).
+    #[arg(short = 'k', long = "key", required = true)]
+    key: PathBuf,
+    /// Output file (default: sign in place).
+    #[arg(short = 'o', long = "output-path")]
+    output: Option<PathBuf>,
+    /// The artifact.
+    file: PathBuf,
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Artifact(ArtifactCommand::Read(a)) => read(&a, true),
         Command::Artifact(ArtifactCommand::Validate(a)) => read(&a, false),
+        Command::Artifact(ArtifactCommand::Write(w)) => write_cmd(*w),
+        Command::Artifact(ArtifactCommand::Sign(s)) => sign_cmd(&s),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,12 +227,12 @@ fn progress_bar(len: Option<u64>, enabled: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn read(a: &ReadArgs, print: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn read(a: &ReadArgs, print: bool) -> Result<()> {
     let keys = a
         .keys
         .iter()
         .map(|k| load_key(k))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let (src, len) = open(&a.file)?;
     let bar = progress_bar(len, !a.no_progress);
     let summary = artifact::summarize(src, &keys, |n| bar.inc(n));
@@ -106,5 +247,120 @@ fn read(a: &ReadArgs, print: bool) -> Result<(), Box<dyn std::error::Error>> {
             a.file.display()
         );
     }
+    Ok(())
+}
+
+fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    SigningKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+fn key_value(list: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|kv| match kv.split_once(':') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!("{flag} takes KEY:VALUE, got {kv:?}").into()),
+        })
+        .collect()
+}
+
+fn write_cmd(w: WriteCommand) -> Result<()> {
+    let (common, software, payload) = match w {
+        WriteCommand::RootfsImage(a) => (
+            a.common,
+            Some(a.software),
+            write::Payload::RootfsImage { file: a.file },
+        ),
+        WriteCommand::ModuleImage(a) => {
+            let meta_data = match &a.meta_data {
+                Some(p) => {
+                    let text =
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| format!("{}: invalid JSON: {e}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            (
+                a.common,
+                Some(a.software),
+                write::Payload::ModuleImage {
+                    module: a.module,
+                    files: a.files,
+                    meta_data,
+                },
+            )
+        }
+        WriteCommand::BootstrapArtifact(b) => (
+            b.common,
+            Some(SoftwareArgs {
+                software_version: None,
+                software_name: None,
+                software_filesystem: None,
+                no_default_software_version: false,
+                clears_provides: b.clears_provides,
+                no_default_clears_provides: false,
+            }),
+            write::Payload::Bootstrap,
+        ),
+    };
+    if common.format_version != 3 {
+        return Err(format!(
+            "artifact format version {} is not supported: only version 3",
+            common.format_version
+        )
+        .into());
+    }
+    let Some(sw) = software else {
+        return Err("internal: no software arguments".into());
+    };
+    let spec = write::Spec {
+        payload: Some(payload),
+        name: common.name,
+        device_types: common.device_types,
+        depends_artifact_names: common.depends_names,
+        depends_groups: common.depends_groups,
+        provides_group: common.provides_group,
+        provides: key_value(&common.provides, "--provides")?,
+        depends: key_value(&common.depends, "--depends")?,
+        scripts: common.scripts,
+        software_version: sw.software_version,
+        software_name: sw.software_name,
+        software_filesystem: sw.software_filesystem,
+        no_default_software_version: sw.no_default_software_version,
+        clears_provides: sw.clears_provides,
+        no_default_clears_provides: sw.no_default_clears_provides,
+        compression: match common.compression {
+            CompressionArg::None => write::Compression::None,
+            CompressionArg::Gzip => write::Compression::Gzip,
+            CompressionArg::Lzma => write::Compression::Lzma,
+        },
+    };
+    let key = common.key.as_deref().map(load_signing_key).transpose()?;
+    let total: u64 = match &spec.payload {
+        Some(write::Payload::RootfsImage { file }) => {
+            std::fs::metadata(file).map_or(0, |m| m.len())
+        }
+        Some(write::Payload::ModuleImage { files, .. }) => files
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .sum(),
+        _ => 0,
+    };
+    // Two passes over the payload: hashing, then writing.
+    let bar = progress_bar(Some(2 * total), !common.no_progress);
+    let signer = key.as_ref().map(|k| k as &dyn updraft_core::crypto::Signer);
+    let r = write::write_to_path(&spec, signer, &common.output, |n| bar.inc(n));
+    bar.finish_and_clear();
+    r?;
+    Ok(())
+}
+
+fn sign_cmd(a: &SignArgs) -> Result<()> {
+    let key = load_signing_key(&a.key)?;
+    let out = a.output.clone().unwrap_or_else(|| a.file.clone());
+    sign::sign_to_path(&a.file, &out, &key)?;
     Ok(())
 }

@@ -1,4 +1,8 @@
-//! Reading artifacts from std I/O with `updraft-core`'s push reader.
+//! Reading artifacts from std I/O with `updraft-core`'s push reader, and
+//! writing them ([`mod@write`]).
+
+pub mod sign;
+pub mod write;
 
 use std::fmt;
 use std::io::{self, Read};

@@ -1,0 +1,799 @@
+//! Writing Mender artifacts (format v3) as `mender-artifact write` does.
+//!
+//! Two passes over the payload files, constant memory: the first hashes
+//! them (the manifest and `rootfs-image.checksum` need the digests before
+//! any data is written), the second streams them through the compressor
+//! straight into the output, hashing again to catch a file that changed in
+//! between. The data member's size is patched into its tar header at the
+//! end, so the output must be a seekable file; [`write_to_path`] writes a
+//! temporary file beside the target and renames it into place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use updraft_core::crypto::{RingSha256, Sha256, SignError, Signer};
+
+/// How to compress the header and data members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// `.tar`
+    None,
+    /// `.tar.gz` (the default, like mender-artifact).
+    #[default]
+    Gzip,
+    /// `.tar.xz` (`--compression lzma`).
+    Lzma,
+}
+
+impl Compression {
+    fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Lzma => ".xz",
+        }
+    }
+}
+
+/// The payload of the artifact.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// `write rootfs-image -f FILE`.
+    RootfsImage {
+        /// The filesystem image.
+        file: PathBuf,
+    },
+    /// `write module-image -T TYPE -f FILE...`.
+    ModuleImage {
+        /// The update module's name.
+        module: String,
+        /// The payload files (possibly none).
+        files: Vec<PathBuf>,
+        /// `-m`: the meta-data JSON object.
+        meta_data: Option<serde_json::Value>,
+    },
+    /// `write bootstrap-artifact`: no payload.
+    Bootstrap,
+}
+
+/// Everything `mender-artifact write` takes, minus the key and output.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// The payload (default: bootstrap).
+    pub payload: Option<Payload>,
+    /// `-n`
+    pub name: String,
+    /// `-t`, repeated.
+    pub device_types: Vec<String>,
+    /// `-N`: artifact names this one depends on.
+    pub depends_artifact_names: Vec<String>,
+    /// `-G`: groups this one depends on.
+    pub depends_groups: Vec<String>,
+    /// `-g`: the group this artifact provides.
+    pub provides_group: Option<String>,
+    /// `-p KEY:VALUE`
+    pub provides: Vec<(String, String)>,
+    /// `-d KEY:VALUE`
+    pub depends: Vec<(String, String)>,
+    /// `-s`: state scripts.
+    pub scripts: Vec<PathBuf>,
+    /// `--software-version`
+    pub software_version: Option<String>,
+    /// `--software-name`
+    pub software_name: Option<String>,
+    /// `--software-filesystem`
+    pub software_filesystem: Option<String>,
+    /// `--no-default-software-version`
+    pub no_default_software_version: bool,
+    /// `--clears-provides`, repeated.
+    pub clears_provides: Vec<String>,
+    /// `--no-default-clears-provides`
+    pub no_default_clears_provides: bool,
+    /// `--compression`
+    pub compression: Compression,
+}
+
+/// Why an artifact could not be written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// Reading an input or writing the output failed.
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        error: io::Error,
+    },
+    /// The spec is invalid (the message says how).
+    Invalid(String),
+    /// A payload file changed between the hashing and the writing pass.
+    InputChanged(PathBuf),
+    /// Signing failed.
+    Sign(SignError),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Io { what, error } => write!(f, "{what}: {error}"),
+            WriteError::Invalid(m) => f.write_str(m),
+            WriteError::InputChanged(p) => write!(
+                f,
+                "{} changed while the artifact was being written",
+                p.display()
+            ),
+            WriteError::Sign(e) => write!(f, "signing the manifest: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> WriteError {
+    let what = what.into();
+    move |error| WriteError::Io { what, error }
+}
+
+/// The state names whose scripts may be in an artifact.
+const SCRIPT_STATES: [&str; 6] = [
+    "ArtifactInstall",
+    "ArtifactReboot",
+    "ArtifactCommit",
+    "ArtifactRollback",
+    "ArtifactRollbackReboot",
+    "ArtifactFailure",
+];
+
+/// Check a state script name: `<STATE>_<Enter|Leave|Error>_<NN>[_<description>]`.
+pub fn check_script_name(name: &str) -> Result<(), WriteError> {
+    let invalid = || {
+        WriteError::Invalid(format!(
+            "invalid script name {name:?}: scripts are named <STATE>_<Enter|Leave|Error>_<NN>[_<description>], e.g. ArtifactInstall_Enter_05_wifi-driver"
+        ))
+    };
+    let mut parts = name.splitn(4, '_');
+    let (state, action, order) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(s), Some(a), Some(o)) => (s, a, o),
+        _ => return Err(invalid()),
+    };
+    if !matches!(action, "Enter" | "Leave" | "Error")
+        || order.len() != 2
+        || !order.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    if let Some(desc) = parts.next() {
+        if desc.is_empty() || desc.chars().any(char::is_whitespace) {
+            return Err(invalid());
+        }
+    }
+    if !SCRIPT_STATES.contains(&state) {
+        return Err(WriteError::Invalid(format!(
+            "unsupported script state {state:?}: artifacts carry only {} scripts (Idle, Sync and Download scripts belong on the device)",
+            SCRIPT_STATES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn json_str(s: &str) -> String {
+    // serde_json never fails on a &str.
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn json_list(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| json_str(s)).collect();
+    format!("[{}]", inner.join(","))
+}
+
+fn json_map(m: &BTreeMap<String, String>) -> String {
+    let inner: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// A payload file after the hashing pass.
+struct Input {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    mode: u32,
+    mtime: u64,
+    digest: [u8; 32],
+}
+
+fn hex(d: &[u8]) -> String {
+    super::hex(d)
+}
+
+fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, [u8; 32]), WriteError> {
+    let what = || format!("reading {}", path.display());
+    let mut f = File::open(path).map_err(io_err(what()))?;
+    let mut h = RingSha256::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(what()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+        progress(n as u64);
+    }
+    Ok((total, h.finalize()))
+}
+
+fn file_meta(path: &Path) -> Result<(u32, u64), WriteError> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::metadata(path).map_err(io_err(format!("reading {}", path.display())))?;
+    if !m.is_file() {
+        return Err(WriteError::Invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    // Rounded to the nearest second, as Go's archive/tar does.
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| (d.as_millis() as u64 + 500) / 1000);
+    Ok((m.permissions().mode() & 0o7777, mtime))
+}
+
+fn base_name(path: &Path) -> Result<String, WriteError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| WriteError::Invalid(format!("{}: not a file name", path.display())))
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Bytes of payload read (once per pass).
+    pub payload_bytes: u64,
+    /// Size of the artifact.
+    pub artifact_bytes: u64,
+}
+
+/// The header members' JSON, as mender-artifact 3.9 writes them.
+struct Headers {
+    header_info: String,
+    type_info: String,
+    meta_data: Option<String>,
+    payload_type: Option<String>,
+}
+
+fn headers(spec: &Spec, inputs: &[Input]) -> Result<Headers, WriteError> {
+    let payload = spec.payload.clone().unwrap_or(Payload::Bootstrap);
+    let (payload_type, module) = match &payload {
+        Payload::RootfsImage { .. } => (Some("rootfs-image".to_owned()), None),
+        Payload::ModuleImage { module, .. } => (Some(module.clone()), Some(module.clone())),
+        Payload::Bootstrap => (None, None),
+    };
+    // header-info
+    let mut provides = vec![format!("\"artifact_name\":{}", json_str(&spec.name))];
+    if let Some(g) = &spec.provides_group {
+        provides.push(format!("\"artifact_group\":{}", json_str(g)));
+    }
+    let mut depends = Vec::new();
+    if !spec.depends_artifact_names.is_empty() {
+        depends.push(format!(
+            "\"artifact_name\":{}",
+            json_list(&spec.depends_artifact_names)
+        ));
+    }
+    depends.push(format!("\"device_type\":{}", json_list(&spec.device_types)));
+    if !spec.depends_groups.is_empty() {
+        depends.push(format!(
+            "\"artifact_group\":{}",
+            json_list(&spec.depends_groups)
+        ));
+    }
+    let type_json = payload_type.as_deref().map_or("null".to_owned(), json_str);
+    let header_info = format!(
+        "{{\"payloads\":[{{\"type\":{type_json}}}],\"artifact_provides\":{{{}}},\"artifact_depends\":{{{}}}}}",
+        provides.join(","),
+        depends.join(",")
+    );
+
+    // type-info
+    let mut tprovides: BTreeMap<String, String> = BTreeMap::new();
+    let mut clears: Vec<String> = spec.clears_provides.clone();
+    let version = spec.software_version.clone().unwrap_or(spec.name.clone());
+    match &payload {
+        // A bootstrap artifact provides only what -p gives.
+        Payload::Bootstrap => {}
+        _ => {
+            let fs = spec
+                .software_filesystem
+                .clone()
+                .unwrap_or("rootfs-image".into());
+            let name = spec.software_name.clone().or(module.clone());
+            let stem = match &name {
+                Some(n) => format!("{fs}.{n}"),
+                None => fs.clone(),
+            };
+            if !spec.no_default_software_version {
+                tprovides.insert(format!("{stem}.version"), version);
+            }
+            // mender-artifact ties the default clears entry to the default
+            // software version: either flag drops it.
+            if !spec.no_default_clears_provides && !spec.no_default_software_version {
+                if module.is_none() && name.is_none() && spec.software_filesystem.is_none() {
+                    clears.extend(["artifact_group".into(), "rootfs_image_checksum".into()]);
+                }
+                clears.push(format!("{stem}.*"));
+            }
+        }
+    }
+    if let Payload::RootfsImage { .. } = payload {
+        if let Some(i) = inputs.first() {
+            tprovides.insert("rootfs-image.checksum".into(), hex(&i.digest));
+        }
+    }
+    for (k, v) in &spec.provides {
+        tprovides.insert(k.clone(), v.clone());
+    }
+    let tdepends: BTreeMap<String, String> = spec.depends.iter().cloned().collect();
+    let type_field = match &payload {
+        Payload::RootfsImage { .. } => "\"\"".to_owned(),
+        _ => type_json.clone(),
+    };
+    let mut type_info = format!("{{\"type\":{type_field}");
+    if !tdepends.is_empty() {
+        type_info.push_str(&format!(",\"artifact_depends\":{}", json_map(&tdepends)));
+    }
+    if !tprovides.is_empty() {
+        type_info.push_str(&format!(",\"artifact_provides\":{}", json_map(&tprovides)));
+    }
+    if !clears.is_empty() {
+        type_info.push_str(&format!(
+            ",\"clears_artifact_provides\":{}",
+            json_list(&clears)
+        ));
+    }
+    type_info.push('}');
+
+    let meta_data = match &payload {
+        Payload::RootfsImage { .. } => Some(String::new()),
+        Payload::ModuleImage {
+            meta_data: Some(v), ..
+        } => {
+            if !v.is_object() {
+                return Err(WriteError::Invalid(
+                    "meta-data must be a JSON object".into(),
+                ));
+            }
+            // Compact, keys sorted (serde_json's map is ordered by key).
+            Some(serde_json::to_string(v).unwrap_or_default())
+        }
+        _ => None,
+    };
+    Ok(Headers {
+        header_info,
+        type_info,
+        meta_data,
+        payload_type,
+    })
+}
+
+fn validate(spec: &Spec) -> Result<(), WriteError> {
+    if spec.name.is_empty() {
+        return Err(WriteError::Invalid(
+            "the artifact name (-n) is required".into(),
+        ));
+    }
+    if spec.device_types.is_empty() {
+        return Err(WriteError::Invalid(
+            "at least one device type (-t) is required".into(),
+        ));
+    }
+    for s in &spec.scripts {
+        check_script_name(&base_name(s)?)?;
+    }
+    if matches!(spec.payload, None | Some(Payload::Bootstrap)) && !spec.scripts.is_empty() {
+        return Err(WriteError::Invalid(
+            "a bootstrap artifact carries no state scripts".into(),
+        ));
+    }
+    if let Some(Payload::ModuleImage { module, .. }) = &spec.payload {
+        if module.is_empty() {
+            return Err(WriteError::Invalid(
+                "the payload type (-T) is required".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tar_header(
+    path: &str,
+    size: u64,
+    mode: u32,
+    mtime: u64,
+    owner: bool,
+) -> Result<tar::Header, WriteError> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .map_err(|e| WriteError::Invalid(format!("tar path {path:?}: {e}")))?;
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    if owner {
+        let _ = h.set_username("root");
+        let _ = h.set_groupname("root");
+    }
+    h.set_cksum();
+    Ok(h)
+}
+
+/// A tar stream over any writer (PAX headers for names over 100 bytes).
+struct TarWriter<W: Write> {
+    w: W,
+    pos: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    fn new(w: W) -> Self {
+        TarWriter { w, pos: 0 }
+    }
+
+    fn raw(&mut self, b: &[u8]) -> io::Result<()> {
+        self.w.write_all(b)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn pad(&mut self) -> io::Result<()> {
+        let rem = (self.pos % 512) as usize;
+        if rem != 0 {
+            self.raw(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    fn header(
+        &mut self,
+        path: &str,
+        size: u64,
+        mode: u32,
+        mtime: u64,
+        owner: bool,
+    ) -> Result<(), WriteError> {
+        let e = io_err("writing the artifact");
+        if path.len() > 100 {
+            let rec = pax_record("path", path);
+            let h = tar_header(
+                &format!("PaxHeaders.0/{}", truncate(path, 80)),
+                rec.len() as u64,
+                0o644,
+                mtime,
+                false,
+            )?;
+            let mut h = h;
+            h.as_mut_bytes()[156] = b'x';
+            h.set_cksum();
+            self.raw(h.as_bytes()).map_err(e)?;
+            self.raw(rec.as_bytes())
+                .map_err(io_err("writing the artifact"))?;
+            self.pad().map_err(io_err("writing the artifact"))?;
+            let short = truncate(path, 100);
+            let h = tar_header(short, size, mode, mtime, owner)?;
+            return self
+                .raw(h.as_bytes())
+                .map_err(io_err("writing the artifact"));
+        }
+        let h = tar_header(path, size, mode, mtime, owner)?;
+        self.raw(h.as_bytes()).map_err(e)
+    }
+
+    fn file(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        mtime: u64,
+        owner: bool,
+    ) -> Result<(), WriteError> {
+        self.header(path, data.len() as u64, mode, mtime, owner)?;
+        self.raw(data).map_err(io_err("writing the artifact"))?;
+        self.pad().map_err(io_err("writing the artifact"))
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.raw(&[0u8; 1024])?;
+        Ok(self.w)
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn pax_record(key: &str, value: &str) -> String {
+    // "<len> key=value\n" where len counts itself.
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while len.to_string().len() + body.len() != len {
+        len = len.to_string().len() + body.len();
+    }
+    format!("{len}{body}")
+}
+
+/// A compressor writing into `W`.
+enum Compressor<W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Lzma(liblzma::write::XzEncoder<W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(c: Compression, w: W) -> Self {
+        match c {
+            Compression::None => Compressor::None(w),
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
+            Compression::Lzma => Compressor::Lzma(liblzma::write::XzEncoder::new(w, 6)),
+        }
+    }
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::None(w) => Ok(w),
+            Compressor::Gzip(g) => g.finish(),
+            Compressor::Lzma(x) => x.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::None(w) => w.write(b),
+            Compressor::Gzip(g) => g.write(b),
+            Compressor::Lzma(x) => x.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::None(w) => w.flush(),
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Lzma(x) => x.flush(),
+        }
+    }
+}
+
+/// Counts bytes written through it.
+struct Counter<W: Write> {
+    w: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counter<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.w.write(b)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+fn compress_all(c: Compression, data: &[u8]) -> Result<Vec<u8>, WriteError> {
+    let mut comp = Compressor::new(c, Vec::new());
+    comp.write_all(data)
+        .map_err(io_err("compressing the header"))?;
+    comp.finish().map_err(io_err("compressing the header"))
+}
+
+/// Write the artifact `spec` describes to `out` (a seekable file),
+/// signing the manifest with `signer` if given. `progress` is told how
+/// many payload bytes each pass read.
+pub fn write_artifact(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    out: &mut File,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, WriteError> {
+    validate(spec)?;
+    let payload = spec.payload.clone().unwrap_or(Payload::Bootstrap);
+    let files: Vec<PathBuf> = match &payload {
+        Payload::RootfsImage { file } => vec![file.clone()],
+        Payload::ModuleImage { files, .. } => files.clone(),
+        Payload::Bootstrap => vec![],
+    };
+    // Pass 1: hash.
+    let mut inputs = Vec::new();
+    for path in &files {
+        let (mode, mtime) = file_meta(path)?;
+        let (size, digest) = hash_file(path, &mut progress)?;
+        let name = base_name(path)?;
+        if inputs.iter().any(|i: &Input| i.name == name) {
+            return Err(WriteError::Invalid(format!(
+                "two payload files are named {name:?}: payload files are stored by base name"
+            )));
+        }
+        inputs.push(Input {
+            path: path.clone(),
+            name,
+            size,
+            mode,
+            mtime,
+            digest,
+        });
+    }
+    let h = headers(spec, &inputs)?;
+    let suffix = spec.compression.suffix();
+
+    // The header member.
+    let mut ht = TarWriter::new(Vec::new());
+    ht.file("header-info", h.header_info.as_bytes(), 0o600, 0, false)?;
+    for s in &spec.scripts {
+        let data = std::fs::read(s).map_err(io_err(format!("reading {}", s.display())))?;
+        let (mode, mtime) = file_meta(s)?;
+        ht.file(
+            &format!("scripts/{}", base_name(s)?),
+            &data,
+            mode,
+            mtime,
+            true,
+        )?;
+    }
+    ht.file(
+        "headers/0000/type-info",
+        h.type_info.as_bytes(),
+        0o600,
+        0,
+        false,
+    )?;
+    if let Some(m) = &h.meta_data {
+        ht.file("headers/0000/meta-data", m.as_bytes(), 0o600, 0, false)?;
+    }
+    let header_tar = ht.finish().map_err(io_err("building the header"))?;
+    let header = compress_all(spec.compression, &header_tar)?;
+    let _ = h.payload_type;
+
+    // The manifest, in sha256sum format: the data files in the order given
+    // (mender-artifact keeps it, and `read` lists files in this order), then
+    // the header, then `version`.
+    const VERSION: &[u8] = br#"{"format":"mender","version":3}"#;
+    let mut lines: Vec<(String, [u8; 32])> = inputs
+        .iter()
+        .map(|i| (format!("data/0000/{}", i.name), i.digest))
+        .collect();
+    lines.push((format!("header.tar{suffix}"), RingSha256::digest(&header)));
+    lines.push(("version".into(), RingSha256::digest(VERSION)));
+    let manifest: String = lines
+        .iter()
+        .map(|(p, d)| format!("{}  {p}\n", hex(d)))
+        .collect();
+    let signature = match signer {
+        Some(s) => {
+            let mut sig = vec![0u8; s.signature_len()];
+            let n = s
+                .sign_digest(&RingSha256::digest(manifest.as_bytes()), &mut sig)
+                .map_err(WriteError::Sign)?;
+            use base64ct::Encoding;
+            Some(base64ct::Base64::encode_string(&sig[..n]))
+        }
+        None => None,
+    };
+
+    // The outer tar.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut outer = TarWriter::new(io::BufWriter::with_capacity(1 << 20, &mut *out));
+    outer.file("version", VERSION, 0o600, 0, false)?;
+    outer.file("manifest", manifest.as_bytes(), 0o600, 0, false)?;
+    if let Some(sig) = &signature {
+        outer.file("manifest.sig", sig.as_bytes(), 0o600, 0, false)?;
+    }
+    outer.file(&format!("header.tar{suffix}"), &header, 0o600, now, true)?;
+    // The data member: placeholder header, streamed content, then patch.
+    let data_name = format!("data/0000.tar{suffix}");
+    let header_at = outer.pos;
+    outer.header(&data_name, 0, 0o600, now, true)?;
+    let start = outer.pos;
+    let e = || io_err("writing the artifact");
+    let counter = Counter {
+        w: &mut outer.w,
+        n: 0,
+    };
+    let mut comp = Compressor::new(spec.compression, counter);
+    {
+        let mut dt = TarWriter::new(&mut comp);
+        let mut buf = vec![0u8; 1 << 20];
+        for i in &inputs {
+            dt.header(&i.name, i.size, i.mode, i.mtime, true)?;
+            let f = File::open(&i.path).map_err(io_err(format!("reading {}", i.path.display())))?;
+            let mut f = BufReader::with_capacity(0, f);
+            let mut h = RingSha256::default();
+            let mut left = i.size;
+            while left > 0 {
+                let want = buf.len().min(left as usize);
+                let n = f
+                    .read(&mut buf[..want])
+                    .map_err(io_err(format!("reading {}", i.path.display())))?;
+                if n == 0 {
+                    return Err(WriteError::InputChanged(i.path.clone()));
+                }
+                h.update(&buf[..n]);
+                dt.raw(&buf[..n]).map_err(e())?;
+                progress(n as u64);
+                left -= n as u64;
+            }
+            if h.finalize() != i.digest || f.read(&mut [0u8; 1]).map_err(e())? != 0 {
+                return Err(WriteError::InputChanged(i.path.clone()));
+            }
+            dt.pad().map_err(e())?;
+        }
+        dt.finish().map_err(e())?;
+    }
+    let counter = comp.finish().map_err(e())?;
+    let data_len = counter.n;
+    outer.pos = start + data_len;
+    outer.pad().map_err(e())?;
+    let w = outer.finish().map_err(e())?;
+    let end = w.into_inner().map_err(|e| WriteError::Io {
+        what: "writing the artifact".into(),
+        error: e.into_error(),
+    })?;
+    let total = end
+        .stream_position()
+        .map_err(io_err("writing the artifact"))?;
+    // Patch the data member's size (the header has no PAX record: the name is short).
+    let hdr = tar_header(&data_name, data_len, 0o600, now, true)?;
+    end.seek(SeekFrom::Start(header_at))
+        .map_err(io_err("writing the artifact"))?;
+    end.write_all(hdr.as_bytes())
+        .map_err(io_err("writing the artifact"))?;
+    end.seek(SeekFrom::Start(total))
+        .map_err(io_err("writing the artifact"))?;
+    end.flush().map_err(io_err("writing the artifact"))?;
+    Ok(Report {
+        payload_bytes: inputs.iter().map(|i| i.size).sum(),
+        artifact_bytes: total,
+    })
+}
+
+/// Write to `path` atomically: a temporary file beside it, synced, then
+/// renamed into place.
+pub fn write_to_path(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    path: &Path,
+    progress: impl FnMut(u64),
+) -> Result<Report, WriteError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io_err(format!("creating a file in {}", dir.display())))?;
+    let report = write_artifact(spec, signer, tmp.as_file_mut(), progress)?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err(format!("writing {}", path.display())))?;
+    tmp.persist(path).map_err(|e| WriteError::Io {
+        what: format!("writing {}", path.display()),
+        error: e.error,
+    })?;
+    Ok(report)
+}
