@@ -534,10 +534,151 @@ fn pax_record(key: &str, value: &str) -> String {
     format!("{len}{body}")
 }
 
+/// Shannon entropy of `data` in bits per byte, estimated from a sample.
+fn entropy(data: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    let step = if data.len() > 64 * 1024 { 7 } else { 1 };
+    let mut n = 0u32;
+    for &b in data.iter().step_by(step) {
+        counts[b as usize] += 1;
+        n += 1;
+    }
+    let n = f64::from(n.max(1));
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// gzip that skips the work deflate cannot win: each 1 MiB chunk that
+/// looks incompressible (random, already compressed) is written as stored
+/// blocks at memory speed; the rest goes through deflate at the default
+/// level. After stored blocks the deflater is reset, so its back-references
+/// never reach into history it did not produce. One deflate stream, one
+/// gzip member; any inflater reads it.
+struct GzWriter<W: Write> {
+    z: flate2::Compress,
+    /// The deflater has taken input since its last reset.
+    z_used: bool,
+    /// Stored blocks were written since the deflater's last reset.
+    z_stale: bool,
+    w: W,
+    crc: crc32fast::Hasher,
+    size: u32,
+    out: Vec<u8>,
+    header_done: bool,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl<W: Write> GzWriter<W> {
+    fn new(w: W) -> Self {
+        GzWriter {
+            z: flate2::Compress::new(flate2::Compression::default(), false),
+            z_used: false,
+            z_stale: false,
+            w,
+            crc: crc32fast::Hasher::new(),
+            size: 0,
+            out: vec![0; CHUNK + 64 * 1024],
+            header_done: false,
+        }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            // magic, deflate, no flags, mtime 0, no extra flags, OS unknown
+            self.w.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
+            self.header_done = true;
+        }
+        Ok(())
+    }
+
+    fn deflate(&mut self, mut input: &[u8], flush: flate2::FlushCompress) -> io::Result<()> {
+        if self.z_stale {
+            self.z.reset();
+            self.z_stale = false;
+        }
+        self.z_used = true;
+        loop {
+            let (in0, out0) = (self.z.total_in(), self.z.total_out());
+            let status = self
+                .z
+                .compress(input, &mut self.out, flush)
+                .map_err(io::Error::other)?;
+            let used = (self.z.total_in() - in0) as usize;
+            let made = (self.z.total_out() - out0) as usize;
+            self.w.write_all(&self.out[..made])?;
+            input = &input[used..];
+            let done = match flush {
+                flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
+                _ => input.is_empty() && made < self.out.len(),
+            };
+            if done {
+                return Ok(());
+            }
+            if used == 0 && made == 0 {
+                return Err(io::Error::other("deflate made no progress"));
+            }
+        }
+    }
+
+    fn stored(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.z_used {
+            // Byte-align the stream and end the deflater's last block.
+            self.deflate(&[], flate2::FlushCompress::Sync)?;
+            self.z_used = false;
+        }
+        for block in data.chunks(65_535) {
+            let len = block.len() as u16;
+            let l = len.to_le_bytes();
+            let n = (!len).to_le_bytes();
+            // BFINAL=0, BTYPE=00 (stored), padded to the byte.
+            self.w.write_all(&[0, l[0], l[1], n[0], n[1]])?;
+            self.w.write_all(block)?;
+        }
+        self.z_stale = true;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.header()?;
+        // The final (empty or last) block comes from the deflater.
+        self.deflate(&[], flate2::FlushCompress::Finish)?;
+        let crc = self.crc.clone().finalize();
+        self.w.write_all(&crc.to_le_bytes())?;
+        self.w.write_all(&self.size.to_le_bytes())?;
+        Ok(self.w)
+    }
+}
+
+impl<W: Write> Write for GzWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.header()?;
+        for chunk in data.chunks(CHUNK) {
+            self.crc.update(chunk);
+            self.size = self.size.wrapping_add(chunk.len() as u32);
+            if chunk.len() >= 4096 && entropy(chunk) > 7.9 {
+                self.stored(chunk)?;
+            } else {
+                self.deflate(chunk, flate2::FlushCompress::None)?;
+            }
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
 /// A compressor writing into `W`.
 enum Compressor<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(GzWriter<W>),
     Lzma(liblzma::write::XzEncoder<W>),
 }
 
@@ -545,10 +686,7 @@ impl<W: Write> Compressor<W> {
     fn new(c: Compression, w: W) -> Self {
         match c {
             Compression::None => Compressor::None(w),
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-                w,
-                flate2::Compression::default(),
-            )),
+            Compression::Gzip => Compressor::Gzip(GzWriter::new(w)),
             Compression::Lzma => Compressor::Lzma(liblzma::write::XzEncoder::new(w, 6)),
         }
     }
@@ -773,8 +911,8 @@ pub fn write_artifact(
     })
 }
 
-/// Write to `path` atomically: a temporary file beside it, synced, then
-/// renamed into place.
+/// Write to `path` atomically: a temporary file beside it, renamed into
+/// place when complete (a failed write leaves no partial file).
 pub fn write_to_path(
     spec: &Spec,
     signer: Option<&dyn Signer>,
@@ -788,12 +926,51 @@ pub fn write_to_path(
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(io_err(format!("creating a file in {}", dir.display())))?;
     let report = write_artifact(spec, signer, tmp.as_file_mut(), progress)?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err(format!("writing {}", path.display())))?;
+    // Atomic for readers (rename); not fsynced: this is a build-host tool,
+    // and forcing 100s of MiB to disk would dominate its run time.
     tmp.persist(path).map_err(|e| WriteError::Io {
         what: format!("writing {}", path.display()),
         error: e.error,
     })?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Alternating compressible and random chunks, in odd-sized writes,
+    /// decode back exactly with an independent inflater (and compress).
+    #[test]
+    fn gz_writer_mixes_stored_and_deflated_blocks() {
+        let mut x = 7u64;
+        let mut data = Vec::new();
+        for i in 0..6 {
+            if i % 2 == 0 {
+                data.extend(std::iter::repeat_n(b"updraft ".as_slice(), 300_000).flatten());
+            } else {
+                data.extend((0..1_500_000).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                }));
+            }
+        }
+        let mut gz = GzWriter::new(Vec::new());
+        for piece in data.chunks(777_777) {
+            gz.write_all(piece).unwrap();
+        }
+        let out = gz.finish().unwrap();
+        assert!(
+            out.len() < data.len() * 2 / 3,
+            "compressible parts were not compressed"
+        );
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(out.as_slice())
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data);
+    }
 }
