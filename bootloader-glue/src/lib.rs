@@ -25,6 +25,14 @@
 //!   size-limit error, and with `std` an atomic file replacement.
 //! * [`change`]: [`Change`], one variable set or removal of a batch, shared
 //!   by both codecs.
+//! * [`mender_grub`]: Mender's double GRUB environment (`mender_grubenv1/2`
+//!   with `env`, `lock`, `lock.sha256sum`): the six-step write protocol and
+//!   the repair-at-read rule, over a small directory trait (in-memory with
+//!   power cuts, or a real directory).
+//! * [`control`]: `BootControl` (from `updraft-core`) for U-Boot
+//!   ([`control::UbootControl`]) and GRUB ([`control::GrubControl`]) with
+//!   Mender's variables, and simulators of the boot scripts' logic
+//!   (`scripts/boot.cmd`, `scripts/grub.cfg` in this crate).
 //!
 //! ## Memory and errors
 //!
@@ -42,14 +50,13 @@
 //!
 //! ## Not done yet
 //!
-//! Still to come in this crate, not started: Mender's double grubenv
-//! (`mender_grubenv1/2` with lock files), the MCUboot image header, TLVs and
-//! trailer, the `BootControl` implementations on top of these codecs, and
-//! the U-Boot and GRUB boot scripts a board installs. Also not supported:
-//! U-Boot envs on raw MTD/UBI devices and the boolean (active/obsolete)
-//! flags NOR-flash env drivers use, big-endian env CRCs (`mkenvimage -b`),
-//! and taking libubootenv's lock file (`/var/lock/fw_printenv.lock`), which
-//! is left to the caller.
+//! Still to come in this crate: MCUboot (image header, TLVs, trailer and its
+//! `BootControl`). Also not supported: U-Boot envs on raw MTD/UBI devices and the boolean
+//! (active/obsolete) flags NOR-flash env drivers use, big-endian env CRCs
+//! (`mkenvimage -b`), and taking libubootenv's lock file
+//! (`/var/lock/fw_printenv.lock`), which is left to the caller. The boot
+//! scripts are checked by `mkimage`, `sh -n` and `grub-script-check` and
+//! simulated against our codecs, but have not run on a real U-Boot or GRUB.
 #![no_std]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -57,7 +64,9 @@
 extern crate std;
 
 pub mod change;
+pub mod control;
 pub mod grub;
+pub mod mender_grub;
 pub mod storage;
 pub mod uboot;
 
