@@ -3,8 +3,9 @@
 //! Two passes over the payload files, constant memory: the first hashes
 //! them (the manifest and `rootfs-image.checksum` need the digests before
 //! any data is written), the second streams them through the compressor
-//! straight into the output, hashing again to catch a file that changed in
-//! between. The data member's size is patched into its tar header at the
+//! straight into the output. A file whose size, modification or change time
+//! moved between the passes is an error (and would fail the digest check on
+//! every device). The data member's size is patched into its tar header at the
 //! end, so the output must be a seekable file; [`write_to_path`] writes a
 //! temporary file beside the target and renames it into place.
 
@@ -205,6 +206,23 @@ struct Input {
     mode: u32,
     mtime: u64,
     digest: [u8; 32],
+    stamp: Stamp,
+}
+
+/// What tells that a file changed: size, mtime and ctime (nanoseconds).
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp(u64, i64, i64, i64, i64);
+
+fn stamp(path: &Path) -> Result<Stamp, WriteError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(io_err(format!("reading {}", path.display())))?;
+    Ok(Stamp(
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 fn hex(d: &[u8]) -> String {
@@ -760,6 +778,7 @@ pub fn write_artifact(
     let mut inputs = Vec::new();
     for path in &files {
         let (mode, mtime) = file_meta(path)?;
+        let before = stamp(path)?;
         let (size, digest) = hash_file(path, &mut progress)?;
         let name = base_name(path)?;
         if inputs.iter().any(|i: &Input| i.name == name) {
@@ -774,6 +793,7 @@ pub fn write_artifact(
             mode,
             mtime,
             digest,
+            stamp: before,
         });
     }
     let h = headers(spec, &inputs)?;
@@ -862,7 +882,6 @@ pub fn write_artifact(
             dt.header(&i.name, i.size, i.mode, i.mtime, true)?;
             let f = File::open(&i.path).map_err(io_err(format!("reading {}", i.path.display())))?;
             let mut f = BufReader::with_capacity(0, f);
-            let mut h = RingSha256::default();
             let mut left = i.size;
             while left > 0 {
                 let want = buf.len().min(left as usize);
@@ -872,12 +891,11 @@ pub fn write_artifact(
                 if n == 0 {
                     return Err(WriteError::InputChanged(i.path.clone()));
                 }
-                h.update(&buf[..n]);
                 dt.raw(&buf[..n]).map_err(e())?;
                 progress(n as u64);
                 left -= n as u64;
             }
-            if h.finalize() != i.digest || f.read(&mut [0u8; 1]).map_err(e())? != 0 {
+            if f.read(&mut [0u8; 1]).map_err(e())? != 0 || stamp(&i.path)? != i.stamp {
                 return Err(WriteError::InputChanged(i.path.clone()));
             }
             dt.pad().map_err(e())?;
