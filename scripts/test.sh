@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- install
-APT_PACKAGES=(mender-artifact xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common)
+APT_PACKAGES=(mender-artifact xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common python3-venv)
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
   missing=()
@@ -27,6 +27,15 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
     say "adding the thumbv7em-none-eabihf target"
     rustup target add thumbv7em-none-eabihf
   fi
+  # imgtool (PyPI) for the MCUboot tests, in a venv: Debian's Python is
+  # "externally managed". The tests look here (or in $IMGTOOL).
+  venv=/var/tmp/updraft-imgtool-venv
+  if [ -z "${IMGTOOL:-}" ] && ! "$venv/bin/imgtool" version 2>/dev/null | grep -qx 2.5.0; then
+    say "installing imgtool 2.5.0 into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q imgtool==2.5.0
+  fi
   for c in rustfmt clippy; do
     rustup component list --installed | grep -q "^$c" || rustup component add "$c"
   done
@@ -39,6 +48,7 @@ cargo fmt --all -- --check
 say "cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p updraft-core --no-default-features --all-targets -- -D warnings
+cargo clippy -p updraft-boot --no-default-features --features alloc --all-targets -- -D warnings
 
 say "no_std builds for thumbv7em-none-eabihf (default features off)"
 for crate in updraft-core updraft-boot updraft-embassy; do
@@ -46,6 +56,7 @@ for crate in updraft-core updraft-boot updraft-embassy; do
 done
 # alloc only adds (RSA signatures, PEM keys) for MCUs with a heap.
 cargo build -p updraft-core --no-default-features --features alloc --target thumbv7em-none-eabihf
+cargo build -p updraft-boot --no-default-features --features alloc --target thumbv7em-none-eabihf
 
 say "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

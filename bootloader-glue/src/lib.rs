@@ -33,6 +33,10 @@
 //!   ([`control::UbootControl`]) and GRUB ([`control::GrubControl`]) with
 //!   Mender's variables, and simulators of the boot scripts' logic
 //!   (`scripts/boot.cmd`, `scripts/grub.cfg` in this crate).
+//! * [`mcuboot`]: MCUboot image header, TLVs, verification (SHA-256,
+//!   ECDSA P-256, Ed25519, RSA-PSS with `alloc`, KEYHASH), the image trailer
+//!   with `boot_set_pending`/`boot_set_confirmed` semantics, and
+//!   `McubootControl`.
 //!
 //! ## Memory and errors
 //!
@@ -47,16 +51,18 @@
 //! * `std` (off by default): file-backed storage, opening an
 //!   `fw_env.config`'s devices, atomic grubenv file replacement. Without it
 //!   the crate is `#![no_std]` and builds for `thumbv7em-none-eabihf`.
+//! * `alloc` (implied by `std`): RSA-PSS verification of MCUboot images.
+//!   Everything else needs no heap.
 //!
-//! ## Not done yet
+//! ## Not supported yet
 //!
-//! Still to come in this crate: MCUboot (image header, TLVs, trailer and its
-//! `BootControl`). Also not supported: U-Boot envs on raw MTD/UBI devices and the boolean
+//! U-Boot envs on raw MTD/UBI devices and the boolean
 //! (active/obsolete) flags NOR-flash env drivers use, big-endian env CRCs
 //! (`mkenvimage -b`), and taking libubootenv's lock file
 //! (`/var/lock/fw_printenv.lock`), which is left to the caller. The boot
 //! scripts are checked by `mkimage`, `sh -n` and `grub-script-check` and
 //! simulated against our codecs, but have not run on a real U-Boot or GRUB.
+//! See [`mcuboot`]'s docs for what it does not support.
 #![no_std]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -66,6 +72,7 @@ extern crate std;
 pub mod change;
 pub mod control;
 pub mod grub;
+pub mod mcuboot;
 pub mod mender_grub;
 pub mod storage;
 pub mod uboot;
