@@ -44,6 +44,9 @@
 //!   them to an inactive slot and act on them only after it; likewise state
 //!   scripts ([`Event::ScriptStart`]) only after [`Event::Header`].
 //! * At the end, every manifest line must have matched a file.
+//! * After [`Event::Done`] only zero padding may follow. A caller that stops
+//!   reading at `Done` accepts whatever comes after it; feed the rest of the
+//!   stream (as `updraft artifact validate` does) to reject trailing data.
 //!
 //! # Memory
 //!

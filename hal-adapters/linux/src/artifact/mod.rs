@@ -12,7 +12,7 @@ use updraft_core::artifact::{Error as ArtifactError, Event, Metadata, Reader, Si
 use updraft_core::crypto::{KeyError, VerifyingKey};
 
 /// Size of the read buffer. Large reads keep syscalls off the profile.
-pub const READ_BUFFER: usize = 1 << 20;
+pub const READ_BUFFER: usize = 512 << 10;
 
 /// Why reading an artifact failed.
 #[derive(Debug)]
@@ -51,33 +51,73 @@ impl From<ArtifactError> for ReadError {
 /// Feed everything `src` yields to `reader`, calling `on_event` for each
 /// event, then check the artifact is complete. `progress` is told how many
 /// input bytes were read after each read.
-pub fn drive<R: Read>(
-    mut src: R,
+///
+/// Reading runs on its own thread, one buffer ahead, so the kernel's copy
+/// overlaps the hashing (at most three [`READ_BUFFER`]s exist at a time).
+pub fn drive<R: Read + Send>(
+    src: R,
     reader: &mut Reader<'_>,
     mut on_event: impl FnMut(Event<'_>) -> io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> Result<(), ReadError> {
-    let mut buf = vec![0u8; READ_BUFFER];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReadError::Io(e)),
-        };
-        progress(n as u64);
-        let mut input = &buf[..n];
-        loop {
-            let (used, event) = reader.feed(input)?;
-            input = &input[used..];
-            match event {
-                Some(ev) => on_event(ev).map_err(ReadError::Io)?,
-                None => break,
-            }
-        }
+    use std::sync::mpsc;
+    const BUFFERS: usize = 3;
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        // The channel has room for all of them.
+        let _ = empty_tx.send(vec![0u8; READ_BUFFER]);
     }
-    reader.finish()?;
-    Ok(())
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut src = src;
+            while let Ok(mut buf) = empty_rx.recv() {
+                let r = loop {
+                    match src.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other,
+                    }
+                };
+                let (stop, msg) = match r {
+                    Ok(0) => (true, Ok((buf, 0))),
+                    Ok(n) => (false, Ok((buf, n))),
+                    Err(e) => (true, Err(e)),
+                };
+                if full_tx.send(msg).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        // Dropping `empty_tx` and `full_rx` on any early return below stops
+        // the reading thread.
+        loop {
+            let (buf, n) = match full_rx.recv() {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return Err(ReadError::Io(e)),
+                Err(_) => {
+                    return Err(ReadError::Io(io::Error::other(
+                        "the reading thread stopped",
+                    )))
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            progress(n as u64);
+            let mut input = &buf[..n];
+            loop {
+                let (used, event) = reader.feed(input)?;
+                input = &input[used..];
+                match event {
+                    Some(ev) => on_event(ev).map_err(ReadError::Io)?,
+                    None => break,
+                }
+            }
+            let _ = empty_tx.send(buf);
+        }
+        reader.finish()?;
+        Ok(())
+    })
 }
 
 /// Why a key file could not be used.
@@ -149,7 +189,7 @@ pub struct Summary {
 }
 
 /// Read and verify a whole artifact, collecting its summary.
-pub fn summarize<R: Read>(
+pub fn summarize<R: Read + Send>(
     src: R,
     keys: &[VerifyingKey],
     progress: impl FnMut(u64),
