@@ -27,7 +27,7 @@ root=$PWD
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 MODE=${FUZZ_MODE:-cargo-fuzz}
 SANITIZER=${FUZZ_SANITIZER:-none}
-TARGETS=${FUZZ_TARGETS:-reader reader_gen tar}
+TARGETS=${FUZZ_TARGETS:-reader reader_gen tar boot_env mcuboot}
 FEATURES=()
 [ -n "${FUZZ_FEATURES:-}" ] && FEATURES=(--features "$FUZZ_FEATURES")
 # Own target dir: fuzz builds use other RUSTFLAGS than the main workspace.

@@ -67,5 +67,5 @@ cargo test --workspace
 say "tests of updraft-core without std (miniz_oxide inflate, sha2, no RSA, no xz)"
 cargo test -p updraft-core --no-default-features
 
-say "fuzz smoke run (reader, reader_gen, tar; ${FUZZ_SECONDS:-20} s each)"
+say "fuzz smoke run (reader, reader_gen, tar, boot_env, mcuboot; ${FUZZ_SECONDS:-20} s each)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz-smoke.sh

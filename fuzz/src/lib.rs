@@ -346,6 +346,47 @@ pub fn tar(data: &[u8]) {
     );
 }
 
+/// The boot-environment parsers on raw bytes: a U-Boot env copy (single
+/// and redundant layout, CRC, variables), `fw_env.config` text and a GRUB
+/// environment block. None may panic, whatever the bytes.
+pub fn boot_env(data: &[u8]) {
+    use updraft_boot::uboot::{Env, EnvCopy, Redundancy};
+    for r in [Redundancy::Single, Redundancy::Redundant] {
+        if let Ok(copy) = EnvCopy::new(data, r) {
+            let _ = (copy.crc_ok(), copy.flags());
+            if let Some(Ok(env)) = copy.env() {
+                let n = env.entries().count();
+                assert!(env.sorted().count() <= n);
+            }
+        }
+    }
+    if let Ok(env) = Env::parse(data) {
+        for e in env.entries() {
+            let _ = e;
+        }
+    }
+    if let Ok(text) = core::str::from_utf8(data) {
+        let _ = updraft_boot::uboot::config::FwEnvConfig::parse(text);
+    }
+    if let Ok(g) = updraft_boot::grub::GrubEnv::new(data) {
+        for v in g.vars() {
+            let _ = v;
+        }
+        let _ = g.validate();
+    }
+}
+
+/// The MCUboot image parser and TLV walk, and hash-only verification, on
+/// raw bytes. None may panic.
+pub fn mcuboot(data: &[u8]) {
+    if let Ok(img) = updraft_boot::mcuboot::Image::parse(data) {
+        for t in img.tlvs() {
+            let _ = t;
+        }
+    }
+    let _ = updraft_boot::mcuboot::verify(data, None);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

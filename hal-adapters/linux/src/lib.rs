@@ -9,10 +9,17 @@
 //!   does; write artifacts as `mender-artifact write` does
 //!   ([`artifact::write`], an API a build tool can call) and sign them
 //!   ([`artifact::sign`]).
+//! * [`boot_env`]: the `updraft boot-env print|set` tool, like libubootenv's
+//!   `fw_printenv`/`fw_setenv`, on a U-Boot env (`fw_env.config`) or a Mender
+//!   double GRUB env.
+//! * [`mcuboot`]: the `updraft mcuboot show|verify|set-pending|confirm` tool
+//!   for MCUboot images and slot trailers.
 //!
-//! The daemon, standalone install, block-device slot writer, update modules
-//! and the boot-env tool are not written yet.
+//! The daemon, standalone install, block-device slot writer and update
+//! modules are not written yet.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod boot_env;
+pub mod mcuboot;

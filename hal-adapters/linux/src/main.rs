@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use updraft_core::crypto::SigningKey;
 use updraft_linux::artifact::{self, load_key, sign, write};
+use updraft_linux::{boot_env, mcuboot};
 
 /// Updraft: over-the-air updates, compatible with Mender.
 #[derive(Parser)]
@@ -22,6 +23,127 @@ enum Command {
     /// Make, sign, read and check Mender artifacts.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Print and set U-Boot or Mender GRUB environment variables (like
+    /// `fw_printenv` / `fw_setenv`).
+    #[command(subcommand)]
+    BootEnv(BootEnvCommand),
+    /// Show, verify and mark MCUboot images and slots.
+    #[command(subcommand)]
+    Mcuboot(McubootCommand),
+}
+
+#[derive(Subcommand)]
+enum BootEnvCommand {
+    /// Print all variables (sorted, `name=value`) or the named ones; a name
+    /// that is not set is an error.
+    Print(BootEnvPrintArgs),
+    /// Set `NAME=VALUE` (empty VALUE stores an empty value), remove `NAME`,
+    /// all in one write; or apply a `fw_setenv -s` script.
+    Set(BootEnvSetArgs),
+}
+
+#[derive(Args)]
+struct BootEnvTarget {
+    /// The fw_env.config describing the U-Boot env.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = updraft_linux::boot_env::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Use the Mender double GRUB env in DIR (holding mender_grubenv1/2)
+    /// instead of a U-Boot env.
+    #[arg(long = "grub", value_name = "DIR", conflicts_with = "config")]
+    grub: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BootEnvPrintArgs {
+    #[command(flatten)]
+    target: BootEnvTarget,
+    /// Print the value only (needs exactly one NAME).
+    #[arg(short = 'n', long = "no-header")]
+    value_only: bool,
+    /// Variables to print (default: all).
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+}
+
+#[derive(Args)]
+struct BootEnvSetArgs {
+    #[command(flatten)]
+    target: BootEnvTarget,
+    /// Script of `name=value` lines (`name=` removes, `#` comments, lines
+    /// without `=` are skipped with a warning), `-` for standard input.
+    #[arg(
+        short = 's',
+        long = "script",
+        value_name = "SCRIPT",
+        conflicts_with = "assignments"
+    )]
+    script: Option<PathBuf>,
+    /// `NAME=VALUE` to set, `NAME` alone to remove.
+    #[arg(value_name = "NAME=VALUE", required_unless_present = "script")]
+    assignments: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum McubootCommand {
+    /// Print an image's header, TLVs and, if the file goes on past the
+    /// TLVs, its trailer.
+    Show(McubootShowArgs),
+    /// Check an image's hash and signature: exit 0 if valid, 1 with the
+    /// reason if not (like `imgtool verify`).
+    Verify(McubootVerifyArgs),
+    /// Mark the image in a secondary slot file for a swap at the next reset
+    /// (MCUboot's boot_set_pending).
+    SetPending(McubootPendingArgs),
+    /// Confirm the image in a primary slot file (boot_set_confirmed).
+    Confirm(McubootSlotArgs),
+}
+
+#[derive(Args)]
+struct McubootShowArgs {
+    /// Slot size for reading the trailer (default: the file length).
+    #[arg(long, value_parser = updraft_linux::mcuboot::parse_number)]
+    slot_size: Option<u64>,
+    /// BOOT_MAX_ALIGN for reading the trailer (8, 16 or 32; default 8).
+    #[arg(long)]
+    align: Option<u32>,
+    /// The image or slot file.
+    image: PathBuf,
+}
+
+#[derive(Args)]
+struct McubootVerifyArgs {
+    /// Key (PEM: imgtool's public or private key). Without it only the
+    /// hash is checked.
+    #[arg(short = 'k', long = "key", value_name = "KEY.pem")]
+    key: Option<PathBuf>,
+    /// The image.
+    image: PathBuf,
+}
+
+#[derive(Args)]
+struct McubootSlotArgs {
+    /// Slot size (decimal or 0x hex).
+    #[arg(long, required = true, value_parser = updraft_linux::mcuboot::parse_number)]
+    slot_size: u64,
+    /// BOOT_MAX_ALIGN (8, 16 or 32), also the write size unless
+    /// --write-size is given.
+    #[arg(long, required = true)]
+    align: u32,
+    /// Flash write size (a power of two up to --align).
+    #[arg(long)]
+    write_size: Option<u32>,
+    /// The slot file.
+    slot: PathBuf,
+}
+
+#[derive(Args)]
+struct McubootPendingArgs {
+    /// Swap for good (PERM) instead of a test swap reverted unless
+    /// confirmed.
+    #[arg(long)]
+    permanent: bool,
+    #[command(flatten)]
+    slot: McubootSlotArgs,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +313,8 @@ fn main() -> ExitCode {
         Command::Artifact(ArtifactCommand::Validate(a)) => read(&a, false),
         Command::Artifact(ArtifactCommand::Write(w)) => write_cmd(*w),
         Command::Artifact(ArtifactCommand::Sign(s)) => sign_cmd(&s),
+        Command::BootEnv(c) => boot_env_cmd(c),
+        Command::Mcuboot(c) => mcuboot_cmd(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,5 +486,78 @@ fn sign_cmd(a: &SignArgs) -> Result<()> {
     let key = load_signing_key(&a.key)?;
     let out = a.output.clone().unwrap_or_else(|| a.file.clone());
     sign::sign_to_path(&a.file, &out, &key)?;
+    Ok(())
+}
+
+fn boot_env_target(t: BootEnvTarget) -> boot_env::Target {
+    match t.grub {
+        Some(dir) => boot_env::Target::Grub { dir },
+        None => boot_env::Target::Uboot { config: t.config },
+    }
+}
+
+fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
+    match c {
+        BootEnvCommand::Print(a) => {
+            let target = boot_env_target(a.target);
+            let mut out = io::stdout().lock();
+            boot_env::print(&target, &a.names, a.value_only, &mut out)?;
+        }
+        BootEnvCommand::Set(a) => {
+            let target = boot_env_target(a.target);
+            let changes = match &a.script {
+                Some(path) => {
+                    let text = if path == Path::new("-") {
+                        let mut v = Vec::new();
+                        io::stdin().lock().read_to_end(&mut v)?;
+                        v
+                    } else {
+                        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+                    };
+                    let script = boot_env::parse_script(&text);
+                    for line in &script.skipped {
+                        eprintln!(
+                            "updraft: {}:{line}: skipped: not `name=value`",
+                            path.display()
+                        );
+                    }
+                    script.changes
+                }
+                None => boot_env::parse_assignments(&a.assignments)?,
+            };
+            boot_env::set(&target, &changes)?;
+        }
+    }
+    Ok(())
+}
+
+fn mcuboot_slot(a: &McubootSlotArgs) -> mcuboot::Slot {
+    mcuboot::Slot {
+        size: a.slot_size,
+        max_align: a.align,
+        write_size: a.write_size.unwrap_or(a.align),
+    }
+}
+
+fn mcuboot_cmd(c: McubootCommand) -> Result<()> {
+    match c {
+        McubootCommand::Show(a) => {
+            let mut out = io::stdout().lock();
+            mcuboot::show(&a.image, a.slot_size, a.align, &mut out)?;
+        }
+        McubootCommand::Verify(a) => {
+            let key = a.key.as_deref().map(mcuboot::load_public_key).transpose()?;
+            let v = mcuboot::verify_file(&a.image, key.as_ref())?;
+            println!("{}: {}", a.image.display(), mcuboot::describe_validated(&v));
+        }
+        McubootCommand::SetPending(a) => {
+            let line = mcuboot::set_pending(&a.slot.slot, &mcuboot_slot(&a.slot), a.permanent)?;
+            println!("{line}");
+        }
+        McubootCommand::Confirm(a) => {
+            let line = mcuboot::confirm(&a.slot, &mcuboot_slot(&a))?;
+            println!("{line}");
+        }
+    }
     Ok(())
 }
