@@ -542,6 +542,16 @@ impl<'k, K: Verifier, H: Sha256> Reader<'k, K, H> {
         self.c.done
     }
 
+    /// True while a compressed payload member is being read: a driver may
+    /// then read ahead on another thread, since decompression already copies
+    /// the data.
+    pub fn in_compressed_payload(&self) -> bool {
+        matches!(
+            self.c.member,
+            Member::Data { compression, .. } if compression != Compression::None
+        )
+    }
+
     /// The proof needed to arm a trial boot
     /// ([`crate::boot::BootControl::arm_trial`]): only once the whole
     /// artifact was read and every check passed.

@@ -12,7 +12,7 @@ use updraft_core::artifact::{Error as ArtifactError, Event, Metadata, Reader, Si
 use updraft_core::crypto::{KeyError, VerifyingKey};
 
 /// Size of the read buffer. Large reads keep syscalls off the profile.
-pub const READ_BUFFER: usize = 512 << 10;
+pub const READ_BUFFER: usize = 1 << 20;
 
 /// Why reading an artifact failed.
 #[derive(Debug)]
@@ -52,25 +52,53 @@ impl From<ArtifactError> for ReadError {
 /// event, then check the artifact is complete. `progress` is told how many
 /// input bytes were read after each read.
 ///
-/// Reading runs on its own thread, one buffer ahead, so the kernel's copy
-/// overlaps the hashing (at most three [`READ_BUFFER`]s exist at a time).
+/// Reads go into one [`READ_BUFFER`] on this thread, where the hashing finds
+/// the bytes still in cache. Inside a compressed payload (decompression
+/// copies the data anyway) reading moves to a second thread, one buffer
+/// ahead, so the kernel's copy overlaps the work here; at most three
+/// buffers then exist.
 pub fn drive<R: Read + Send>(
-    src: R,
+    mut src: R,
     reader: &mut Reader<'_>,
     mut on_event: impl FnMut(Event<'_>) -> io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> Result<(), ReadError> {
+    let mut feed_all = |reader: &mut Reader<'_>, mut input: &[u8]| -> Result<(), ReadError> {
+        loop {
+            let (used, event) = reader.feed(input)?;
+            input = &input[used..];
+            match event {
+                Some(ev) => on_event(ev).map_err(ReadError::Io)?,
+                None => return Ok(()),
+            }
+        }
+    };
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        if reader.in_compressed_payload() {
+            break;
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return reader.finish().map_err(ReadError::from),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        progress(n as u64);
+        feed_all(reader, &buf[..n])?;
+    }
+
     use std::sync::mpsc;
     const BUFFERS: usize = 3;
     let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
+    let _ = empty_tx.send(buf);
+    for _ in 1..BUFFERS {
         // The channel has room for all of them.
         let _ = empty_tx.send(vec![0u8; READ_BUFFER]);
     }
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            let mut src = src;
             while let Ok(mut buf) = empty_rx.recv() {
                 let r = loop {
                     match src.read(&mut buf) {
@@ -104,15 +132,7 @@ pub fn drive<R: Read + Send>(
                 break;
             }
             progress(n as u64);
-            let mut input = &buf[..n];
-            loop {
-                let (used, event) = reader.feed(input)?;
-                input = &input[used..];
-                match event {
-                    Some(ev) => on_event(ev).map_err(ReadError::Io)?,
-                    None => break,
-                }
-            }
+            feed_all(reader, &buf[..n])?;
             let _ = empty_tx.send(buf);
         }
         reader.finish()?;
