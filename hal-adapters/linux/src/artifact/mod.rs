@@ -55,8 +55,7 @@ impl From<ArtifactError> for ReadError {
 /// Reads go into one [`READ_BUFFER`] on this thread, where the hashing finds
 /// the bytes still in cache. Inside a compressed payload (decompression
 /// copies the data anyway) reading moves to a second thread, one buffer
-/// ahead, so the kernel's copy overlaps the work here; at most three
-/// buffers then exist.
+/// ahead, so the kernel's copy overlaps the work here (2 MiB of buffers).
 pub fn drive<R: Read + Send>(
     mut src: R,
     reader: &mut Reader<'_>,
@@ -94,8 +93,9 @@ pub fn drive<R: Read + Send>(
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
     let _ = empty_tx.send(buf);
     for _ in 1..BUFFERS {
-        // The channel has room for all of them.
-        let _ = empty_tx.send(vec![0u8; READ_BUFFER]);
+        // The channel has room for all of them; half size keeps the peak
+        // memory down without shortening the reads much.
+        let _ = empty_tx.send(vec![0u8; READ_BUFFER / 2]);
     }
     std::thread::scope(|scope| {
         scope.spawn(move || {
