@@ -183,8 +183,21 @@ fn same_as_mender(
         }
         (rest, times)
     };
-    let (a, ta) = split(&ours_text);
-    let (b, tb) = split(&theirs_text);
+    // mender-artifact 3.9 stores state scripts in Go map order (random):
+    // compare the script list as a set.
+    let sort_scripts = |t: &str| -> String {
+        let mut lines: Vec<&str> = t.lines().collect();
+        if let Some(i) = lines.iter().position(|l| *l == "  State scripts:") {
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| !l.starts_with("    "))
+                .map_or(lines.len(), |k| i + 1 + k);
+            lines[i + 1..end].sort();
+        }
+        lines.join("\n")
+    };
+    let (a, ta) = split(&sort_scripts(&ours_text));
+    let (b, tb) = split(&sort_scripts(&theirs_text));
     assert_eq!(
         a, b,
         "{label}: `mender-artifact read` differs between our artifact and theirs"
