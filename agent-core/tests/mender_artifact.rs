@@ -583,7 +583,7 @@ fn zstd_artifact(w: &Work) -> Vec<u8> {
         }
     }
     let header = &out.iter().find(|(n, _)| n == "header.tar.zst").unwrap().1;
-    let hex: String = sha256(header).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&sha256(header));
     let manifest: String = manifest
         .lines()
         .map(|l| {

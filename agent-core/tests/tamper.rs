@@ -195,7 +195,7 @@ fn consistent_payload_and_manifest_change_fails_the_signature() {
                 v
             })
             .unwrap();
-        let new_hex: String = sha256(&file).iter().map(|b| format!("{b:02x}")).collect();
+        let new_hex = hex(&sha256(&file));
         let man = m.iter_mut().find(|(n, _)| n == "manifest").unwrap();
         man.1[..64].copy_from_slice(new_hex.as_bytes());
         let bad = pack(&m);
@@ -558,19 +558,14 @@ fn several_payloads() {
     let y = pseudo_random(513, 2);
     let d0 = pack(&[("x.bin".into(), x.clone())]);
     let d1 = pack(&[("y.bin".into(), y.clone())]);
-    let version = br#"{"format":"mender","version":3}"#.to_vec();
-    let hex = |d: &[u8]| {
-        sha256(d)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let version = VERSION.to_vec();
+    let digest = |d: &[u8]| hex(&sha256(d));
     let manifest = format!(
         "{}  data/0000/x.bin\n{}  data/0001/y.bin\n{}  header.tar\n{}  version\n",
-        hex(&x),
-        hex(&y),
-        hex(&header),
-        hex(&version)
+        digest(&x),
+        digest(&y),
+        digest(&header),
+        digest(&version)
     );
     let all = vec![
         ("version".to_string(), version.clone()),
@@ -653,18 +648,13 @@ fn gnu_long_names_in_a_data_tar() {
         ("header-info".into(), br#"{"payloads":[{"type":"m"}],"artifact_provides":{"artifact_name":"g"},"artifact_depends":{"device_type":["b"]}}"#.to_vec()),
         ("headers/0000/type-info".into(), br#"{"type":"m"}"#.to_vec()),
     ]);
-    let version = br#"{"format":"mender","version":3}"#.to_vec();
-    let hex = |d: &[u8]| {
-        sha256(d)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let version = VERSION.to_vec();
+    let digest = |d: &[u8]| hex(&sha256(d));
     let manifest = format!(
         "{}  data/0000/{long}\n{}  header.tar\n{}  version\n",
-        hex(&data),
-        hex(&header),
-        hex(&version)
+        digest(&data),
+        digest(&header),
+        digest(&version)
     );
     let art = pack(&[
         ("version".into(), version),

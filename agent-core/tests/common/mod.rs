@@ -440,13 +440,7 @@ pub fn ours_as_mender(
                 files: files
                     .iter()
                     .filter(|f| f.0 == i)
-                    .map(|f| {
-                        (
-                            f.1.clone(),
-                            f.2,
-                            f.3.iter().map(|b| format!("{b:02x}")).collect(),
-                        )
-                    })
+                    .map(|f| (f.1.clone(), f.2, hex(&f.3)))
                     .collect(),
             })
             .collect(),
@@ -548,6 +542,14 @@ pub fn read_all(bytes: &[u8], keys: &[VerifyingKey]) -> Outcome {
 pub fn sha256(d: &[u8]) -> [u8; 32] {
     SoftSha256::digest(d)
 }
+
+/// Lower-case hex of a digest, as manifests write it.
+pub fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `version` member every format-3 artifact carries.
+pub const VERSION: &[u8] = br#"{"format":"mender","version":3}"#;
 
 // ------------------------------------------------------------ tampering
 
