@@ -14,10 +14,16 @@
 //!   an in-memory implementation that can cut power after any number of
 //!   written bytes (torn writes); and, with `std`,
 //!   `FileStorage` (write + fsync).
+//! * [`nor`]: NOR flash through the `embedded-storage` `NorFlash` traits
+//!   ([`NorStorage`](nor::NorStorage): erase and write granularity, 1 → 0
+//!   only), and with `alloc` a simulated NOR flash (`SimNor`) that enforces
+//!   those rules and can cut power after any byte.
 //! * [`uboot`]: the U-Boot environment, single copy or redundant pair: CRC
 //!   and flags checks, the exact rule for which copy wins (wrap-around and
 //!   0xff quirk), variable parsing, and a batched, power-safe update that
-//!   writes only the inactive copy with flags + 1. [`uboot::config`] parses
+//!   writes only the inactive copy with flags + 1, or on NOR flash the
+//!   boolean active/obsolete flags U-Boot's `env/flash.c` and libubootenv
+//!   use there. [`uboot::config`] parses
 //!   `fw_env.config` the way libubootenv does (hex sizes, octal-looking
 //!   offsets) and, with `std`, opens the devices it names.
 //! * [`grub`]: the GRUB environment block (`grubenv`): signature, escapes,
@@ -56,10 +62,12 @@
 //!
 //! ## Not supported yet
 //!
-//! U-Boot envs on raw MTD/UBI devices and the boolean
-//! (active/obsolete) flags NOR-flash env drivers use, big-endian env CRCs
-//! (`mkenvimage -b`), and taking libubootenv's lock file
-//! (`/var/lock/fw_printenv.lock`), which is left to the caller. The boot
+//! UBI volumes and NAND (bad-block skipping), big-endian env CRCs
+//! (`mkenvimage -b`), and NOR env copies that share an erase sector with
+//! other data (U-Boot saves and restores the rest of the sector; we refuse
+//! such an erase). Opening `/dev/mtdN` devices (ioctls) and taking
+//! libubootenv's lock file (`/var/lock/fw_printenv.lock`) are left to the
+//! caller: the `updraft` command does both. The boot
 //! scripts are checked by `mkimage`, `sh -n` and `grub-script-check` and
 //! simulated against our codecs, but have not run on a real U-Boot or GRUB.
 //! See [`mcuboot`]'s docs for what it does not support.
@@ -74,6 +82,7 @@ pub mod control;
 pub mod grub;
 pub mod mcuboot;
 pub mod mender_grub;
+pub mod nor;
 pub mod storage;
 pub mod uboot;
 

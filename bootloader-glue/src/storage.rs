@@ -44,6 +44,19 @@ pub trait EnvStorage {
     fn size(&mut self) -> Option<u64> {
         None
     }
+
+    /// Whether one byte that is already written can be written again on
+    /// its own, changing bits only from 1 to 0, without an erase first.
+    ///
+    /// True for files, block devices and memory (the default). NOR flash:
+    /// only when the chip allows programming a word twice
+    /// ([`NorStorage::multiwrite`](crate::nor::NorStorage::multiwrite)).
+    /// The U-Boot codec uses it to mark a NOR env copy obsolete in place
+    /// (one flags byte, as libubootenv does); without it the copy is erased
+    /// and rewritten with the new flags byte, as current U-Boot does.
+    fn byte_rewritable(&self) -> bool {
+        true
+    }
 }
 
 impl<T: EnvStorage + ?Sized> EnvStorage for &mut T {
@@ -67,6 +80,45 @@ impl<T: EnvStorage + ?Sized> EnvStorage for &mut T {
 
     fn size(&mut self) -> Option<u64> {
         (**self).size()
+    }
+
+    fn byte_rewritable(&self) -> bool {
+        (**self).byte_rewritable()
+    }
+}
+
+/// Several users of one device: both copies of a redundant U-Boot env on
+/// one NOR flash, for instance, each [`EnvLocation`](crate::uboot::EnvLocation)
+/// holding a `&RefCell` of the same storage.
+///
+/// Each call borrows the cell for its own duration only; the codecs never
+/// call a storage from inside another storage call, so the borrow cannot
+/// clash unless the caller holds a borrow of its own across a codec call.
+impl<T: EnvStorage + ?Sized> EnvStorage for &core::cell::RefCell<T> {
+    type Error = T::Error;
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.borrow_mut().read(offset, buf)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error> {
+        self.borrow_mut().write(offset, data)
+    }
+
+    fn erase(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
+        self.borrow_mut().erase(offset, len)
+    }
+
+    fn sync(&mut self) -> Result<(), Self::Error> {
+        self.borrow_mut().sync()
+    }
+
+    fn size(&mut self) -> Option<u64> {
+        self.borrow_mut().size()
+    }
+
+    fn byte_rewritable(&self) -> bool {
+        self.borrow().byte_rewritable()
     }
 }
 

@@ -43,9 +43,12 @@
 //! inactive copy with `flags = active flags + 1 (mod 256)`, in full,
 //! followed by a sync; the active copy is never touched.
 //!
-//! Not supported: big-endian CRC targets (`mkenvimage -b`), and the boolean
-//! flags (active/obsolete) that U-Boot's NOR-flash env drivers and
-//! libubootenv on NOR MTD devices use instead of the counter.
+//! On NOR flash ([`FlagScheme::Boolean`]) the flags byte is not a counter
+//! but active (1) / obsolete (0), as U-Boot's `env/flash.c` and libubootenv
+//! on NOR MTD devices use it: the inactive copy is erased and written with
+//! flags 1, then the old copy is marked obsolete (flags byte 0).
+//!
+//! Not supported: big-endian CRC targets (`mkenvimage -b`).
 
 pub mod config;
 
@@ -122,6 +125,53 @@ pub fn select_copy(first: Option<u8>, second: Option<u8>) -> Option<CopyId> {
         (None, Some(_)) => Some(CopyId::Second),
         (Some(255), Some(0)) => Some(CopyId::Second),
         (Some(0), Some(255)) => Some(CopyId::First),
+        (Some(a), Some(b)) if b > a => Some(CopyId::Second),
+        (Some(_), Some(_)) => Some(CopyId::First),
+    }
+}
+
+/// How the flags bytes of a redundant pair are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlagScheme {
+    /// A counter: the new copy gets the active copy's flags + 1 (mod 256),
+    /// the old copy is never touched (U-Boot on MMC, SPI flash and NAND,
+    /// libubootenv on files, block devices, NAND and UBI). See
+    /// [`select_copy`].
+    #[default]
+    Counter,
+    /// Active (1) / obsolete (0) flags: U-Boot's `env/flash.c` (parallel
+    /// NOR, `CONFIG_ENV_IS_IN_FLASH`) and libubootenv on NOR and DataFlash
+    /// MTD devices. The new copy is written with 1, then the old copy's
+    /// flags byte is programmed to 0 (a single byte where the storage
+    /// allows it, as libubootenv does; else the old copy is erased and
+    /// rewritten with flags 0, as current U-Boot does). A copy whose flags
+    /// byte is still 0xff counts as active. See [`select_copy_boolean`].
+    Boolean,
+}
+
+/// Picks the active copy of a redundant pair with boolean flags
+/// ([`FlagScheme::Boolean`]), as U-Boot's `env_flash_init` does.
+///
+/// Arguments as for [`select_copy`]. Both valid: active (1) beats obsolete
+/// (0); equal flags pick the first copy; otherwise a copy whose flags read
+/// 0xff wins (first copy first). libubootenv 0.3.2 agrees except for two
+/// valid copies both flagged 0xff, where it picks the second: we follow
+/// U-Boot, which decides what boots. For pairs U-Boot has no rule for
+/// (e.g. counter values 2 and 3 left by a counter-scheme writer; U-Boot
+/// would fall back to its default env) we follow libubootenv: the higher
+/// flags wins, so the next write repairs the pair.
+pub fn select_copy_boolean(first: Option<u8>, second: Option<u8>) -> Option<CopyId> {
+    const ACTIVE: u8 = 1;
+    const OBSOLETE: u8 = 0;
+    match (first, second) {
+        (None, None) => None,
+        (Some(_), None) => Some(CopyId::First),
+        (None, Some(_)) => Some(CopyId::Second),
+        (Some(ACTIVE), Some(OBSOLETE)) => Some(CopyId::First),
+        (Some(OBSOLETE), Some(ACTIVE)) => Some(CopyId::Second),
+        (Some(a), Some(b)) if a == b => Some(CopyId::First),
+        (Some(0xff), Some(_)) => Some(CopyId::First),
+        (Some(_), Some(0xff)) => Some(CopyId::Second),
         (Some(a), Some(b)) if b > a => Some(CopyId::Second),
         (Some(_), Some(_)) => Some(CopyId::First),
     }
@@ -819,6 +869,7 @@ pub struct UbootEnv<S> {
     first: EnvLocation<S>,
     second: Option<EnvLocation<S>>,
     size: usize,
+    scheme: FlagScheme,
 }
 
 impl<S: EnvStorage> UbootEnv<S> {
@@ -829,6 +880,7 @@ impl<S: EnvStorage> UbootEnv<S> {
             first: EnvLocation { storage, offset },
             second: None,
             size,
+            scheme: FlagScheme::Counter,
         }
     }
 
@@ -838,7 +890,21 @@ impl<S: EnvStorage> UbootEnv<S> {
             first,
             second: Some(second),
             size,
+            scheme: FlagScheme::Counter,
         }
+    }
+
+    /// Sets how the flags bytes are used (default [`FlagScheme::Counter`];
+    /// [`FlagScheme::Boolean`] for a redundant env on NOR flash). Has no
+    /// effect on a single copy.
+    pub fn with_flag_scheme(mut self, scheme: FlagScheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// How the flags bytes are used.
+    pub fn flag_scheme(&self) -> FlagScheme {
+        self.scheme
     }
 
     /// The size of one copy.
@@ -912,7 +978,11 @@ impl<S: EnvStorage> UbootEnv<S> {
         let (second_ok, second_flags) = scan_copy(second, self.size)?;
         let first_state = first_ok.then_some(first_flags.unwrap_or(0));
         let second_state = second_ok.then_some(second_flags);
-        match select_copy(first_state, second_state) {
+        let selected = match self.scheme {
+            FlagScheme::Counter => select_copy(first_state, second_state),
+            FlagScheme::Boolean => select_copy_boolean(first_state, second_state),
+        };
+        match selected {
             None => Err(LoadError::NoValidCopy),
             Some(CopyId::First) => finish_load(buf, redundancy, CopyId::First, second_ok),
             Some(CopyId::Second) => {
@@ -929,12 +999,18 @@ impl<S: EnvStorage> UbootEnv<S> {
     /// change wins) in one write, the way `fw_setenv a 1 b 2` does.
     ///
     /// `buf` must be exactly [`size`](UbootEnv::size) bytes; its content
-    /// afterwards is the old active copy. Redundant: writes the inactive
+    /// afterwards is the old active copy (with [`FlagScheme::Boolean`] and
+    /// storage that is not [`byte_rewritable`](EnvStorage::byte_rewritable),
+    /// its flags byte reads 0). Redundant: writes the inactive
     /// copy in full (erase, [`WRITE_CHUNK`]-sized writes from the CRC
     /// onwards, sync) with the active copy's flags + 1 (mod 256), leaving
     /// the active copy untouched, so a power cut at any byte leaves either
-    /// the old or the new env. Single: rewrites the only copy (not
-    /// power-safe). If no change alters anything, nothing is written.
+    /// the old or the new env. With [`FlagScheme::Boolean`] the new copy
+    /// gets flags 1 and, once it is complete, the old copy is marked
+    /// obsolete (flags 0); until then the pair still reads as the old env
+    /// or (new copy first in the config) already as the new one, never
+    /// anything else. Single: rewrites the only copy (not power-safe). If
+    /// no change alters anything, nothing is written.
     pub fn update(
         &mut self,
         buf: &mut [u8],
@@ -966,12 +1042,14 @@ impl<S: EnvStorage> UbootEnv<S> {
         measure.pad(0, pad_len);
         let crc = measure.hasher.finalize();
 
-        let (target_id, flags) = match redundancy {
-            Redundancy::Single => (CopyId::First, None),
-            Redundancy::Redundant => (
-                loaded.copy.other(),
-                Some(loaded.flags.unwrap_or(0).wrapping_add(1)),
-            ),
+        let old_copy = loaded.copy;
+        let old_flags = loaded.flags.unwrap_or(0);
+        let (target_id, flags) = match (redundancy, self.scheme) {
+            (Redundancy::Single, _) => (CopyId::First, None),
+            (Redundancy::Redundant, FlagScheme::Counter) => {
+                (old_copy.other(), Some(old_flags.wrapping_add(1)))
+            }
+            (Redundancy::Redundant, FlagScheme::Boolean) => (old_copy.other(), Some(1)),
         };
         let target = match target_id {
             CopyId::First => &mut self.first,
@@ -1000,10 +1078,46 @@ impl<S: EnvStorage> UbootEnv<S> {
         put_padding(&mut writer, 0, pad_len).map_err(UpdateError::Storage)?;
         writer.flush().map_err(UpdateError::Storage)?;
         target.storage.sync().map_err(UpdateError::Storage)?;
+        if redundancy == Redundancy::Redundant && self.scheme == FlagScheme::Boolean {
+            self.mark_obsolete(old_copy, old_flags, buf)
+                .map_err(UpdateError::Storage)?;
+        }
         Ok(UpdateOutcome::Written {
             copy: target_id,
             flags,
         })
+    }
+
+    /// Boolean flags: programs the flags byte of `copy` (whose bytes are in
+    /// `buf`) to 0, in place when the storage can rewrite one byte, else by
+    /// erasing and rewriting the copy.
+    fn mark_obsolete(&mut self, copy: CopyId, flags: u8, buf: &mut [u8]) -> Result<(), S::Error> {
+        const OBSOLETE: u8 = 0;
+        if flags == OBSOLETE {
+            return Ok(());
+        }
+        let loc = match copy {
+            CopyId::First => &mut self.first,
+            CopyId::Second => match self.second.as_mut() {
+                Some(second) => second,
+                None => return Ok(()),
+            },
+        };
+        let flags_at = loc.offset.saturating_add(CRC_SIZE as u64);
+        if loc.storage.byte_rewritable() {
+            loc.storage.write(flags_at, &[OBSOLETE])?;
+            return loc.storage.sync();
+        }
+        if let Some(b) = buf.get_mut(CRC_SIZE) {
+            *b = OBSOLETE;
+        }
+        loc.storage.erase(loc.offset, buf.len() as u64)?;
+        let mut at = loc.offset;
+        for chunk in buf.chunks(WRITE_CHUNK) {
+            loc.storage.write(at, chunk)?;
+            at = at.saturating_add(chunk.len() as u64);
+        }
+        loc.storage.sync()
     }
 }
 

@@ -311,3 +311,29 @@ fn storage_error_is_reported() {
     let loaded = env.load(&mut buf).unwrap();
     assert_eq!(loaded.env.get_str("x"), Some("1"));
 }
+
+#[test]
+fn boolean_flags_select_like_uboot_env_flash() {
+    use CopyId::{First, Second};
+    let cases = [
+        ((Some(1), Some(0)), Some(First)),
+        ((Some(0), Some(1)), Some(Second)),
+        ((Some(1), Some(1)), Some(First)),
+        ((Some(0), Some(0)), Some(First)),
+        ((Some(0xff), Some(1)), Some(First)),
+        ((Some(1), Some(0xff)), Some(Second)),
+        ((Some(0xff), Some(0)), Some(First)),
+        ((Some(0), Some(0xff)), Some(Second)),
+        // libubootenv picks the second here; U-Boot (which boots) the first.
+        ((Some(0xff), Some(0xff)), Some(First)),
+        // No U-Boot rule: libubootenv's higher-wins.
+        ((Some(2), Some(3)), Some(Second)),
+        ((Some(3), Some(2)), Some(First)),
+        ((Some(0), None), Some(First)),
+        ((None, Some(0)), Some(Second)),
+        ((None, None), None),
+    ];
+    for ((a, b), want) in cases {
+        assert_eq!(select_copy_boolean(a, b), want, "{a:?}/{b:?}");
+    }
+}
