@@ -13,7 +13,7 @@ use core::fmt;
 
 /// One of the two slots of an A/B system. For MCUboot, `A` is the primary
 /// slot (always the one that runs) and `B` the secondary (the one written).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Slot {
     /// The first slot (rootfs A, MCUboot primary).
     A,

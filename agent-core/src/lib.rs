@@ -29,6 +29,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod api;
 pub mod artifact;
 pub mod boot;
 pub mod crypto;
+pub mod install;
+pub mod machine;
+pub mod storage;
+pub mod store;

@@ -61,7 +61,7 @@
 #![allow(clippy::result_large_err)]
 
 mod decode;
-mod json;
+pub(crate) mod json;
 mod manifest;
 pub mod meta;
 pub mod tar;
