@@ -685,7 +685,7 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                         return;
                     }
                 }
-                self.after_auth = None;
+                // The request waiting for the token stays queued.
                 self.request_failed(Req::Auth, now);
             }
             Req::Inventory { patch } => match status {
@@ -764,6 +764,7 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
     fn request_failed(&mut self, req: Req, now: Millis) {
         self.reauthed = false;
         match req {
+            Req::Auth if self.mode == Idle::Polling => self.back_off(now),
             Req::Auth | Req::Inventory { .. } | Req::Next(_) => {
                 if self.mode == Idle::Polling {
                     // Idle: the next poll retries; back off meanwhile.
