@@ -10,9 +10,17 @@
 //!   traits, so hardware crypto can plug in.
 //! * [`boot`]: the [`boot::BootControl`] trait a bootloader integration
 //!   implements, and the [`boot::Verified`] proof needed to arm a trial boot.
-//!
-//! The update state machine, the device-API messages and the `SlotWriter` /
-//! `StateStore` traits are not written yet.
+//! * [`machine`]: the update state machine (Mender's states), one for
+//!   managed and standalone updates: inputs and `now` in, one action out.
+//! * [`api`]: the Mender device-API messages (auth request signed through a
+//!   [`crypto::Signer`], inventory, `next`, status, log), built into fixed
+//!   buffers.
+//! * [`install`]: the [`install::SlotWriter`] trait and
+//!   [`install::Install`], which streams an artifact through the reader into
+//!   a slot after the device-type and depends checks.
+//! * [`store`]: the persisted [`store::StateRecord`], the
+//!   [`store::StateStore`] trait and [`store::DualStore`] (two copies, sequence
+//!   number, CRC) over a [`storage::Storage`].
 //!
 //! ## Features
 //!
