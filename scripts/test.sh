@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- install
-APT_PACKAGES=(mender-artifact xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common python3-venv)
+APT_PACKAGES=(mender-artifact mender-client xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common python3-venv)
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
   missing=()

@@ -1,0 +1,969 @@
+//! deployments (`/api/management/v1/deployments`): artifacts and
+//! deployments (`spec/mender-management-api.md` section 3), and the
+//! deployment logic behind the device API's `next` and status reports
+//! (section 6.3).
+//!
+//! Updraft differences: the 409 for a duplicate artifact carries no
+//! `metadata` member; `POST .../artifacts/generate`, direct upload, releases
+//! and the enterprise fields (`retries`, `phases`, `max_devices`,
+//! `update_control_map`) are not implemented (the fields are ignored).
+
+use std::collections::BTreeMap;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json as AxumJson;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::{Any, Transaction};
+
+use super::UserAuth;
+use crate::artifacts::{self, UploadError};
+use crate::db::{self, RowExt};
+use crate::error::{ApiError, Json};
+use crate::AppState;
+
+/// Final device deployment statuses.
+pub const FINAL: &[&str] = &[
+    "success",
+    "failure",
+    "aborted",
+    "noartifact",
+    "already-installed",
+    "decommissioned",
+];
+
+const ALL_STATUSES: &[&str] = &[
+    "success",
+    "pending",
+    "downloading",
+    "installing",
+    "rebooting",
+    "failure",
+    "noartifact",
+    "already-installed",
+    "aborted",
+    "decommissioned",
+    "pause_before_installing",
+    "pause_before_committing",
+    "pause_before_rebooting",
+];
+
+fn created(location: String) -> Response {
+    (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+}
+
+fn uuid_param(id: &str) -> Result<(), ApiError> {
+    if db::is_uuid(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("ID is not a valid UUID"))
+    }
+}
+
+// ------------------------------------------------------------ artifacts
+
+/// `POST /artifacts` (multipart: `size`?, `description`?, `artifact_id`?,
+/// then `artifact`): 201; 400 naming the problem for an invalid artifact.
+pub async fn upload_artifact(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut mp = mp.map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Bad Content-Type, expected 'multipart/form-data'",
+        )
+    })?;
+    let multipart_err = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Artifact file too large")
+        } else {
+            ApiError::bad_request(format!("malformed multipart request: {}", e.body_text()))
+        }
+    };
+    let mut description = String::new();
+    let mut artifact_id: Option<String> = None;
+    let mut declared_size: Option<u64> = None;
+    let max = st.config.max_artifact_size;
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
+        match field.name().unwrap_or("") {
+            "size" => {
+                let t = field.text().await.map_err(multipart_err)?;
+                let n: u64 = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("size: not a number"))?;
+                if n > max {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Artifact file too large",
+                    ));
+                }
+                declared_size = Some(n);
+            }
+            "description" => {
+                description = field.text().await.map_err(multipart_err)?;
+                if description.len() > 4096 {
+                    return Err(ApiError::bad_request("description: too long"));
+                }
+            }
+            "artifact_id" => {
+                let t = field.text().await.map_err(multipart_err)?.trim().to_owned();
+                uuid_param(&t)?;
+                artifact_id = Some(t.to_lowercase());
+            }
+            "artifact" => {
+                let id = artifact_id.take().unwrap_or_else(db::new_id);
+                let part = st.artifact_dir.join(format!("{id}.part"));
+                let (tx, handle) = artifacts::spawn_check(part.clone());
+                let mut total: u64 = 0;
+                let mut failure = None;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            total += chunk.len() as u64;
+                            if total > max {
+                                failure = Some(ApiError::new(
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    "Artifact file too large",
+                                ));
+                                break;
+                            }
+                            if tx.send(chunk).await.is_err() {
+                                break; // the checker stopped: its error follows
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure = Some(multipart_err(e));
+                            break;
+                        }
+                    }
+                }
+                drop(tx);
+                let checked = handle.await.map_err(ApiError::internal)?;
+                let result = match (failure, checked) {
+                    (Some(e), _) => Err(e),
+                    (None, Err(UploadError::Invalid(msg))) => Err(ApiError::bad_request(msg)),
+                    (None, Err(UploadError::Io(e))) => {
+                        Err(ApiError::internal(format_args!("storing artifact: {e}")))
+                    }
+                    (None, Ok((parsed, size))) => match declared_size {
+                        Some(n) if n != size => Err(ApiError::bad_request(format!(
+                            "artifact is {size} bytes but the size part says {n}"
+                        ))),
+                        _ => Ok((parsed, size)),
+                    },
+                };
+                let (parsed, size) = match result {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = tokio::fs::remove_file(&part).await;
+                        return Err(e);
+                    }
+                };
+                let res = store_artifact(&st, &id, &part, &description, &parsed, size).await;
+                if res.is_err() {
+                    let _ = tokio::fs::remove_file(&part).await;
+                }
+                res?;
+                return Ok(created(format!(
+                    "./management/v1/deployments/artifacts/{id}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Err(ApiError::bad_request(
+        "request does not contain the artifact file",
+    ))
+}
+
+async fn store_artifact(
+    st: &AppState,
+    id: &str,
+    part: &std::path::Path,
+    description: &str,
+    parsed: &artifacts::Parsed,
+    size: u64,
+) -> Result<(), ApiError> {
+    let mut info = parsed.info.clone();
+    info["device_types_compatible"] = json!(parsed.device_types);
+    info["signed"] = json!(parsed.signed);
+    let mut tx = st.db.begin().await?;
+    let clash = sqlx::query("SELECT id FROM artifacts WHERE name = $1 AND depends_key = $2")
+        .bind(&parsed.name)
+        .bind(parsed.depends_key())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let dup_id = sqlx::query("SELECT id FROM artifacts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if clash.is_some() {
+        return Err(ApiError::conflict(
+            "an artifact with the same name and depends already exists",
+        ));
+    }
+    if dup_id.is_some() {
+        return Err(ApiError::conflict(
+            "an artifact with this ID already exists",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO artifacts (id, name, description, depends_key, info, size, modified_ts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(&parsed.name)
+    .bind(description)
+    .bind(parsed.depends_key())
+    .bind(info.to_string())
+    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+    .bind(db::now_us())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => {
+            ApiError::conflict("an artifact with the same name and depends already exists")
+        }
+        _ => e.into(),
+    })?;
+    tokio::fs::rename(part, artifacts::artifact_path(&st.artifact_dir, id)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET /artifacts` (filters `name`, `description`, `device_type`:
+/// case-insensitive substrings), sorted by name.
+pub async fn list_artifacts(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<AxumJson<Vec<Value>>, ApiError> {
+    let rows = sqlx::query("SELECT * FROM artifacts ORDER BY name, id")
+        .fetch_all(&st.db)
+        .await?;
+    let want = |k: &str| q.get(k).map(|v| v.to_lowercase());
+    let (name, desc, dt) = (want("name"), want("description"), want("device_type"));
+    let mut out = Vec::new();
+    for r in &rows {
+        let a = artifacts::artifact_json(r)?;
+        let has = |field: &str, needle: &Option<String>| {
+            needle.as_ref().is_none_or(|n| match &a[field] {
+                Value::String(s) => s.to_lowercase().contains(n.as_str()),
+                Value::Array(v) => v.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|s| s.to_lowercase().contains(n.as_str()))
+                }),
+                _ => false,
+            })
+        };
+        if has("name", &name) && has("description", &desc) && has("device_types_compatible", &dt) {
+            out.push(a);
+        }
+    }
+    Ok(AxumJson(out))
+}
+
+async fn artifact_row(st: &AppState, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {
+    uuid_param(id)?;
+    sqlx::query("SELECT * FROM artifacts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Resource not found"))
+}
+
+/// `GET /artifacts/{id}`.
+pub async fn get_artifact(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    Ok(AxumJson(artifacts::artifact_json(
+        &artifact_row(&st, &id).await?,
+    )?))
+}
+
+/// `GET /artifacts/{id}/download`: `{"uri", "expire"}`.
+pub async fn artifact_link(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    artifact_row(&st, &id).await?;
+    let base = artifacts::base_url(&st, &headers)?;
+    let (uri, expire) = artifacts::signed_link(&st, &base, &id);
+    Ok(AxumJson(
+        json!({ "uri": uri, "expire": db::rfc3339(expire.saturating_mul(1_000_000)) }),
+    ))
+}
+
+/// `DELETE /artifacts/{id}`: 204; 409 while an active deployment uses it.
+pub async fn delete_artifact(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    artifact_row(&st, &id).await?;
+    let mut tx = st.db.begin().await?;
+    let used = sqlx::query(
+        "SELECT dd.id FROM device_deployments dd JOIN deployments d ON d.id = dd.deployment_id
+         WHERE dd.artifact_id = $1 AND dd.finished_ts IS NULL AND d.finished_ts IS NULL",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if used.is_some() {
+        return Err(ApiError::conflict("Artifact is used in active deployment"));
+    }
+    sqlx::query("DELETE FROM artifacts WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    match tokio::fs::remove_file(artifacts::artifact_path(&st.artifact_dir, &id)).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------ deployments
+
+/// Body of `POST /deployments`.
+#[derive(Deserialize)]
+pub struct NewDeployment {
+    name: String,
+    artifact_name: String,
+    #[serde(default)]
+    devices: Option<Vec<String>>,
+    #[serde(default)]
+    all_devices: bool,
+    #[serde(default)]
+    force_installation: bool,
+}
+
+async fn create(
+    st: &AppState,
+    body: NewDeployment,
+    group: Option<String>,
+) -> Result<Response, ApiError> {
+    for (what, v) in [("name", &body.name), ("artifact_name", &body.artifact_name)] {
+        if v.is_empty() || v.len() > 4096 {
+            return Err(ApiError::bad_request(format!(
+                "{what}: must be 1 to 4096 characters"
+            )));
+        }
+    }
+    let mut tx = st.db.begin().await?;
+    let devices: Vec<String> = match (&group, &body.devices, body.all_devices) {
+        (Some(_), Some(_), _) | (Some(_), _, true) => {
+            return Err(ApiError::bad_request(
+                "Invalid deployments definition: devices and all_devices are not allowed for group deployments",
+            ))
+        }
+        (Some(g), None, false) => sqlx::query("SELECT id FROM devices WHERE status = 'accepted' AND group_name = $1")
+            .bind(g)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.text("id"))
+            .collect::<Result<_, _>>()?,
+        (None, Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "Invalid deployments definition: list of devices provided togheter with all_devices flag",
+            ))
+        }
+        (None, Some(list), false) if !list.is_empty() => {
+            let mut l = list.clone();
+            l.sort();
+            l.dedup();
+            l
+        }
+        (None, None, true) => sqlx::query("SELECT id FROM devices WHERE status = 'accepted'")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.text("id"))
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Invalid deployments definition: provide list of devices or set all_devices flag",
+            ))
+        }
+    };
+    if devices.is_empty() {
+        return Err(ApiError::bad_request("No devices for the deployment"));
+    }
+    if devices.iter().any(|d| d.is_empty() || d.len() > 128) {
+        return Err(ApiError::bad_request("devices: invalid device ID"));
+    }
+    let has_artifact = sqlx::query("SELECT id FROM artifacts WHERE name = $1")
+        .bind(&body.artifact_name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if has_artifact.is_none() {
+        return Err(ApiError::unprocessable("No artifact for the deployment"));
+    }
+    let id = db::new_id();
+    sqlx::query(
+        "INSERT INTO deployments (id, name, artifact_name, created_ts, max_devices, force_installation, all_devices, group_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&id)
+    .bind(&body.name)
+    .bind(&body.artifact_name)
+    .bind(db::now_us())
+    .bind(devices.len() as i64)
+    .bind(i64::from(body.force_installation))
+    .bind(i64::from(body.all_devices))
+    .bind(group)
+    .execute(&mut *tx)
+    .await?;
+    for d in &devices {
+        sqlx::query("INSERT INTO deployment_targets (deployment_id, device_id) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(created(format!(
+        "./management/v1/deployments/deployments/{id}"
+    )))
+}
+
+/// `POST /deployments`: for a device list or all accepted devices; 201.
+pub async fn create_deployment(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Json(body): Json<NewDeployment>,
+) -> Result<Response, ApiError> {
+    create(&st, body, None).await
+}
+
+/// `POST /deployments/group/{name}`: for the accepted devices of a group.
+pub async fn create_group_deployment(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+    Json(body): Json<NewDeployment>,
+) -> Result<Response, ApiError> {
+    create(&st, body, Some(name)).await
+}
+
+async fn stats<'e, E>(ex: E, id: &str) -> Result<serde_json::Map<String, Value>, ApiError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM device_deployments WHERE deployment_id = $1 GROUP BY status")
+        .bind(id)
+        .fetch_all(ex)
+        .await?;
+    let mut m = serde_json::Map::new();
+    for s in ALL_STATUSES {
+        m.insert((*s).into(), json!(0));
+    }
+    for r in &rows {
+        m.insert(r.text("status")?, json!(r.int("n")?));
+    }
+    Ok(m)
+}
+
+async fn deployment_json(st: &AppState, r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
+    let id = r.text("id")?;
+    let counts = stats(&st.db, &id).await?;
+    let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let finished = r.opt_int("finished_ts")?;
+    let status = if finished.is_some() {
+        "finished"
+    } else if ALL_STATUSES.iter().any(|s| *s != "pending" && n(s) > 0) {
+        "inprogress"
+    } else {
+        "pending"
+    };
+    let device_count: i64 = counts.values().filter_map(Value::as_i64).sum();
+    let artifact_ids: Vec<String> =
+        sqlx::query("SELECT id FROM artifacts WHERE name = $1 ORDER BY id")
+            .bind(r.text("artifact_name")?)
+            .fetch_all(&st.db)
+            .await?
+            .iter()
+            .map(|a| a.text("id"))
+            .collect::<Result<_, _>>()?;
+    let mut v = json!({
+        "id": id,
+        "name": r.text("name")?,
+        "artifact_name": r.text("artifact_name")?,
+        "created": db::rfc3339(r.int("created_ts")?),
+        "status": status,
+        "device_count": device_count,
+        "max_devices": r.int("max_devices")?,
+        "artifacts": artifact_ids,
+        "type": "software",
+        "statistics": { "status": counts, "total_size": 0 },
+    });
+    if let Some(f) = finished {
+        v["finished"] = json!(db::rfc3339(f));
+    }
+    if let Some(g) = r.opt_text("group_name")? {
+        v["groups"] = json!([g]);
+    }
+    if r.int("force_installation")? != 0 {
+        v["force_installation"] = json!(true);
+    }
+    if r.int("all_devices")? != 0 {
+        v["all_devices"] = json!(true);
+    }
+    Ok(v)
+}
+
+async fn deployment_row(st: &AppState, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {
+    uuid_param(id)?;
+    sqlx::query("SELECT * FROM deployments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Resource not found"))
+}
+
+/// `GET /deployments` (paged, newest first; `status` filter).
+pub async fn list_deployments(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let paging = super::Paging::from_query(&q)?;
+    let status = q
+        .iter()
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.as_str());
+    let status = match status {
+        None => None,
+        Some("aborted") => Some("finished"),
+        Some(s @ ("pending" | "inprogress" | "finished")) => Some(s),
+        Some(other) => return Err(ApiError::bad_request(format!("unknown status {other}"))),
+    };
+    let asc = q.iter().any(|(k, v)| k == "sort" && v == "asc");
+    let rows = sqlx::query(if asc {
+        "SELECT * FROM deployments ORDER BY created_ts ASC, id"
+    } else {
+        "SELECT * FROM deployments ORDER BY created_ts DESC, id"
+    })
+    .fetch_all(&st.db)
+    .await?;
+    let mut all = Vec::new();
+    for r in &rows {
+        let v = deployment_json(&st, r).await?;
+        if status.is_none_or(|s| v["status"] == s) {
+            all.push(v);
+        }
+    }
+    let total = all.len();
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip(usize::try_from(paging.offset()).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.per_page).unwrap_or(20))
+        .collect();
+    Ok(([("x-total-count", total.to_string())], AxumJson(page)).into_response())
+}
+
+/// `GET /deployments/{id}`.
+pub async fn get_deployment(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    let r = deployment_row(&st, &id).await?;
+    Ok(AxumJson(deployment_json(&st, &r).await?))
+}
+
+/// `GET /deployments/{id}/statistics`.
+pub async fn statistics(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    deployment_row(&st, &id).await?;
+    Ok(AxumJson(Value::Object(stats(&st.db, &id).await?)))
+}
+
+/// `GET /deployments/{id}/devices` (and `/devices/list`): the devices that
+/// picked the deployment up, with their status.
+pub async fn deployment_devices(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Vec<Value>>, ApiError> {
+    let d = deployment_row(&st, &id).await?;
+    let created = db::rfc3339(d.int("created_ts")?);
+    let rows = sqlx::query(
+        "SELECT dd.*, a.id AS a_id, a.name, a.description, a.depends_key, a.info, a.size, a.modified_ts
+         FROM device_deployments dd LEFT JOIN artifacts a ON a.id = dd.artifact_id
+         WHERE dd.deployment_id = $1 ORDER BY dd.device_id",
+    )
+    .bind(&id)
+    .fetch_all(&st.db)
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let mut v = json!({
+            "id": r.text("device_id")?,
+            "status": r.text("status")?,
+            "created": created,
+            "log": r.opt_text("log")?.is_some(),
+        });
+        if let Some(t) = r.opt_int("started_ts")? {
+            v["started"] = json!(db::rfc3339(t));
+        }
+        if let Some(t) = r.opt_int("finished_ts")? {
+            v["finished"] = json!(db::rfc3339(t));
+        }
+        if let Some(s) = r.opt_text("substate")? {
+            v["substate"] = json!(s);
+        }
+        if let Some(aid) = r.opt_text("a_id")? {
+            let mut img = r.json("info")?;
+            img["id"] = json!(aid);
+            img["name"] = json!(r.text("name")?);
+            img["size"] = json!(r.int("size")?);
+            img["modified"] = json!(db::rfc3339(r.int("modified_ts")?));
+            v["image"] = img;
+        }
+        out.push(v);
+    }
+    Ok(AxumJson(out))
+}
+
+/// `GET /deployments/{id}/device_list`: the targeted device IDs.
+pub async fn device_list(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Vec<String>>, ApiError> {
+    deployment_row(&st, &id).await?;
+    let ids = sqlx::query(
+        "SELECT device_id FROM deployment_targets WHERE deployment_id = $1 ORDER BY device_id",
+    )
+    .bind(&id)
+    .fetch_all(&st.db)
+    .await?
+    .iter()
+    .map(|r| r.text("device_id"))
+    .collect::<Result<_, _>>()?;
+    Ok(AxumJson(ids))
+}
+
+/// Go's default time format from an RFC 3339 `...Z` timestamp.
+fn go_time(ts: &str) -> String {
+    match ts.strip_suffix('Z') {
+        Some(t) if t.contains('T') => format!("{} +0000 UTC", t.replacen('T', " ", 1)),
+        _ => ts.to_owned(),
+    }
+}
+
+/// `GET /deployments/{id}/devices/{devid}/log`: `text/plain`, one
+/// `<timestamp> <level>: <message>` line per message.
+pub async fn device_log(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path((id, devid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    uuid_param(&id)?;
+    let row = sqlx::query(
+        "SELECT log FROM device_deployments WHERE deployment_id = $1 AND device_id = $2",
+    )
+    .bind(&id)
+    .bind(&devid)
+    .fetch_optional(&st.db)
+    .await?;
+    let log = row
+        .map(|r| r.opt_text("log"))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("Resource not found"))?;
+    let messages: Vec<Value> = serde_json::from_str(&log).map_err(ApiError::internal)?;
+    let mut text = String::new();
+    for m in &messages {
+        let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
+        text.push_str(&format!(
+            "{} {}: {}\n",
+            go_time(s("timestamp")),
+            s("level"),
+            s("message")
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Body of the abort call.
+#[derive(Deserialize)]
+pub struct AbortBody {
+    status: String,
+}
+
+/// `PUT /deployments/{id}/status` with `{"status":"aborted"}`: 204. Every
+/// unfinished device deployment becomes `aborted`; devices get 409 on their
+/// next status report.
+pub async fn abort(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+    Json(body): Json<AbortBody>,
+) -> Result<StatusCode, ApiError> {
+    uuid_param(&id)?;
+    if body.status != "aborted" {
+        return Err(ApiError::bad_request("Unexpected deployment status"));
+    }
+    let now = db::now_us();
+    let mut tx = st.db.begin().await?;
+    let res = sqlx::query(
+        "UPDATE deployments SET finished_ts = $1 WHERE id = $2 AND finished_ts IS NULL",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Err(ApiError::unprocessable("Deployment already finished"));
+    }
+    sqlx::query(
+        "UPDATE device_deployments SET status = 'aborted', finished_ts = $1
+         WHERE deployment_id = $2 AND finished_ts IS NULL",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set a deployment `finished` once every targeted device is final.
+pub(crate) async fn maybe_finish(
+    tx: &mut Transaction<'static, Any>,
+    deployment_id: &str,
+) -> Result<(), ApiError> {
+    let d = sqlx::query("SELECT max_devices, finished_ts FROM deployments WHERE id = $1")
+        .bind(deployment_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(d) = d else { return Ok(()) };
+    if d.opt_int("finished_ts")?.is_some() {
+        return Ok(());
+    }
+    let done = sqlx::query(
+        "SELECT COUNT(*) AS n FROM device_deployments WHERE deployment_id = $1 AND finished_ts IS NOT NULL",
+    )
+    .bind(deployment_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .int("n")?;
+    let max = d.int("max_devices")?;
+    if max > 0 && done >= max {
+        sqlx::query(
+            "UPDATE deployments SET finished_ts = $1 WHERE id = $2 AND finished_ts IS NULL",
+        )
+        .bind(db::now_us())
+        .bind(deployment_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ device side
+
+fn update_response(
+    st: &AppState,
+    headers: &HeaderMap,
+    deployment_id: &str,
+    art: &sqlx::any::AnyRow,
+) -> Result<Response, ApiError> {
+    let info = art.json("info")?;
+    let aid = art.text("id")?;
+    let base = artifacts::base_url(st, headers)?;
+    let (uri, expire) = artifacts::signed_link(st, &base, &aid);
+    let body = json!({
+        "id": deployment_id,
+        "artifact": {
+            "id": aid,
+            "artifact_name": art.text("name")?,
+            "source": { "uri": uri, "expire": db::rfc3339(expire.saturating_mul(1_000_000)) },
+            "device_types_compatible": info.get("device_types_compatible").cloned().unwrap_or(json!([])),
+        }
+    });
+    Ok(AxumJson(body).into_response())
+}
+
+/// The answer to `deployments/next`: the device's current deployment, or
+/// the oldest unfinished deployment targeting it that is newer than the
+/// last one it finished (200), or 204.
+pub(crate) async fn next_for_device(
+    st: &AppState,
+    device_id: &str,
+    provides: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut tx = st.db.begin().await?;
+    // A deployment the device is already in the middle of.
+    let current = sqlx::query(
+        "SELECT dd.deployment_id, a.* FROM device_deployments dd
+         JOIN deployments d ON d.id = dd.deployment_id
+         JOIN artifacts a ON a.id = dd.artifact_id
+         WHERE dd.device_id = $1 AND dd.finished_ts IS NULL AND d.finished_ts IS NULL
+         ORDER BY dd.created_ts LIMIT 1",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(cur) = current {
+        tx.commit().await?;
+        return update_response(st, headers, &cur.text("deployment_id")?, &cur);
+    }
+    loop {
+        let next = sqlx::query(
+            "SELECT d.id, d.artifact_name, d.force_installation FROM deployments d
+             JOIN deployment_targets t ON t.deployment_id = d.id
+             WHERE t.device_id = $1 AND d.finished_ts IS NULL
+               AND NOT EXISTS (SELECT 1 FROM device_deployments x WHERE x.deployment_id = d.id AND x.device_id = $1)
+               AND d.created_ts > COALESCE((SELECT MAX(d2.created_ts) FROM device_deployments x2
+                    JOIN deployments d2 ON d2.id = x2.deployment_id
+                    WHERE x2.device_id = $1 AND x2.finished_ts IS NOT NULL), -1)
+             ORDER BY d.created_ts, d.id LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(d) = next else {
+            tx.commit().await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
+        let deployment_id = d.text("id")?;
+        let artifact_name = d.text("artifact_name")?;
+        let now = db::now_us();
+        let insert = |status: &'static str, artifact: Option<String>, finished: Option<i64>| {
+            sqlx::query(
+                "INSERT INTO device_deployments (id, deployment_id, device_id, status, artifact_id, created_ts, finished_ts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(db::new_id())
+            .bind(deployment_id.clone())
+            .bind(device_id.to_owned())
+            .bind(status)
+            .bind(artifact)
+            .bind(now)
+            .bind(finished)
+        };
+        if d.int("force_installation")? == 0
+            && provides.get("artifact_name") == Some(&artifact_name)
+        {
+            insert("already-installed", None, Some(now))
+                .execute(&mut *tx)
+                .await?;
+            maybe_finish(&mut tx, &deployment_id).await?;
+            continue;
+        }
+        let candidates =
+            sqlx::query("SELECT * FROM artifacts WHERE name = $1 ORDER BY modified_ts DESC, id")
+                .bind(&artifact_name)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut chosen = None;
+        for a in candidates {
+            let info = a.json("info")?;
+            if artifacts::depends_satisfied(
+                info.get("artifact_depends").unwrap_or(&Value::Null),
+                provides,
+            ) {
+                chosen = Some(a);
+                break;
+            }
+        }
+        match chosen {
+            None => {
+                insert("noartifact", None, Some(now))
+                    .execute(&mut *tx)
+                    .await?;
+                maybe_finish(&mut tx, &deployment_id).await?;
+                continue;
+            }
+            Some(a) => {
+                insert("pending", Some(a.text("id")?), None)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return update_response(st, headers, &deployment_id, &a);
+            }
+        }
+    }
+}
+
+/// A device's status report for its deployment.
+pub(crate) async fn device_status(
+    st: &AppState,
+    deployment_id: &str,
+    device_id: &str,
+    status: &str,
+    substate: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut tx = st.db.begin().await?;
+    let dd = sqlx::query(
+        "SELECT id, status FROM device_deployments WHERE deployment_id = $1 AND device_id = $2",
+    )
+    .bind(deployment_id)
+    .bind(device_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("deployment not found"))?;
+    let old = dd.text("status")?;
+    if old == "aborted" {
+        return Err(ApiError::conflict("deployment aborted"));
+    }
+    if FINAL.contains(&old.as_str()) {
+        if old == status {
+            return Ok(());
+        }
+        return Err(ApiError::conflict("deployment already finished"));
+    }
+    let now = db::now_us();
+    let finished = FINAL.contains(&status).then_some(now);
+    sqlx::query(
+        "UPDATE device_deployments SET status = $1, substate = $2,
+            started_ts = COALESCE(started_ts, $3), finished_ts = $4
+         WHERE id = $5",
+    )
+    .bind(status)
+    .bind(substate)
+    .bind(now)
+    .bind(finished)
+    .bind(dd.text("id")?)
+    .execute(&mut *tx)
+    .await?;
+    if finished.is_some() {
+        maybe_finish(&mut tx, deployment_id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_time_format() {
+        assert_eq!(
+            go_time("2026-11-22T10:25:56Z"),
+            "2026-11-22 10:25:56 +0000 UTC"
+        );
+        assert_eq!(go_time("odd"), "odd");
+    }
+}

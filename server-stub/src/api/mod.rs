@@ -1,0 +1,313 @@
+//! The routes: Mender's device API (`/api/devices/...`) and management API
+//! (`/api/management/...`), plus the token checks they share.
+//!
+//! Device and user tokens are both our JWTs but are told apart by their
+//! `mender.device` / `mender.user` claims, so neither opens the other's API.
+
+pub mod deployments;
+pub mod devauth;
+pub mod device;
+pub mod useradm;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+
+use crate::db::{self, RowExt};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// All routes, with the request-ID/error middleware and body limits.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_body_size;
+    let artifact_limit = usize::try_from(state.config.max_artifact_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
+    const DEV: &str = "/api/devices/v1";
+    const DEPL: &str = "/api/management/v1/deployments";
+    const DEVAUTH: &str = "/api/management/v2/devauth";
+    const USERADM: &str = "/api/management/v1/useradm";
+
+    let upload = Router::new()
+        .route(
+            &format!("{DEPL}/artifacts"),
+            post(deployments::upload_artifact).get(deployments::list_artifacts),
+        )
+        .layer(DefaultBodyLimit::max(artifact_limit));
+
+    Router::new()
+        // Device API.
+        .route(
+            &format!("{DEV}/authentication/auth_requests"),
+            post(device::auth_request),
+        )
+        .route(
+            &format!("{DEV}/inventory/device/attributes"),
+            put(device::inventory_put).patch(device::inventory_patch),
+        )
+        .route(
+            "/api/devices/v2/deployments/device/deployments/next",
+            post(device::next_v2),
+        )
+        .route(
+            &format!("{DEV}/deployments/device/deployments/next"),
+            post(device::next_v1_post).get(device::next_v1_get),
+        )
+        .route(
+            &format!("{DEV}/deployments/device/deployments/{{id}}/status"),
+            put(device::status),
+        )
+        .route(
+            &format!("{DEV}/deployments/device/deployments/{{id}}/log"),
+            put(device::log),
+        )
+        .route(
+            &format!("{DEV}/download/{{id}}"),
+            get(crate::artifacts::download),
+        )
+        // useradm.
+        .route(&format!("{USERADM}/auth/login"), post(useradm::login))
+        .route(&format!("{USERADM}/auth/logout"), post(useradm::logout))
+        .route(&format!("{USERADM}/users/{{id}}"), get(useradm::get_user))
+        // devauth.
+        .route(&format!("{DEVAUTH}/devices"), get(devauth::list_devices))
+        .route(
+            &format!("{DEVAUTH}/devices/count"),
+            get(devauth::count_devices),
+        )
+        .route(
+            &format!("{DEVAUTH}/devices/{{id}}"),
+            get(devauth::get_device).delete(devauth::decommission),
+        )
+        .route(
+            &format!("{DEVAUTH}/devices/{{id}}/auth/{{aid}}/status"),
+            put(devauth::set_auth_status).get(devauth::get_auth_status),
+        )
+        .route(
+            &format!("{DEVAUTH}/devices/{{id}}/auth/{{aid}}"),
+            delete(devauth::delete_auth_set),
+        )
+        // deployments.
+        .route(
+            &format!("{DEPL}/artifacts/{{id}}"),
+            get(deployments::get_artifact).delete(deployments::delete_artifact),
+        )
+        .route(
+            &format!("{DEPL}/artifacts/{{id}}/download"),
+            get(deployments::artifact_link),
+        )
+        .route(
+            &format!("{DEPL}/deployments"),
+            post(deployments::create_deployment).get(deployments::list_deployments),
+        )
+        .route(
+            &format!("{DEPL}/deployments/group/{{name}}"),
+            post(deployments::create_group_deployment),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}"),
+            get(deployments::get_deployment),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/status"),
+            put(deployments::abort),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/statistics"),
+            get(deployments::statistics),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/devices"),
+            get(deployments::deployment_devices),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/devices/list"),
+            get(deployments::deployment_devices),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/device_list"),
+            get(deployments::device_list),
+        )
+        .route(
+            &format!("{DEPL}/deployments/{{id}}/devices/{{devid}}/log"),
+            get(deployments::device_log),
+        )
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(upload)
+        .fallback(|| async { ApiError::not_found("Resource not found") })
+        .layer(axum::middleware::from_fn(crate::error::request_id))
+        .with_state(state)
+}
+
+/// Unix seconds now.
+pub(crate) fn now_s() -> i64 {
+    db::now_us() / 1_000_000
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, token) = v
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized("malformed Authorization header"));
+    }
+    Ok(Some(token.trim()))
+}
+
+fn cookie_jwt(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("JWT="))
+}
+
+/// An authenticated device (its token verified, its auth set accepted).
+#[derive(Debug, Clone)]
+pub struct DeviceAuth {
+    /// The device ID (`sub`).
+    pub device_id: String,
+    /// The auth set ID (`jti`).
+    pub auth_set_id: String,
+}
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?
+            .ok_or_else(|| ApiError::unauthorized("authorization not present in header"))?;
+        let claims = st
+            .keys
+            .verify(token, now_s())
+            .map_err(|_| ApiError::unauthorized("invalid jwt"))?;
+        if !claims.device || claims.user {
+            return Err(ApiError::unauthorized("invalid jwt"));
+        }
+        let row = sqlx::query(
+            "SELECT a.status, a.token_valid, d.decommissioning, d.check_in_ts
+             FROM auth_sets a JOIN devices d ON d.id = a.device_id
+             WHERE a.id = $1 AND a.device_id = $2",
+        )
+        .bind(&claims.jti)
+        .bind(&claims.sub)
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unauthorized"))?;
+        if row.text("status")? != "accepted"
+            || row.int("token_valid")? != 1
+            || row.int("decommissioning")? != 0
+        {
+            return Err(ApiError::unauthorized("unauthorized"));
+        }
+        // Check-in time, written at most once a minute per device.
+        let now = db::now_us();
+        if row
+            .opt_int("check_in_ts")?
+            .is_none_or(|t| now - t > 60_000_000)
+        {
+            sqlx::query("UPDATE devices SET check_in_ts = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&claims.sub)
+                .execute(&st.db)
+                .await?;
+        }
+        Ok(DeviceAuth {
+            device_id: claims.sub,
+            auth_set_id: claims.jti,
+        })
+    }
+}
+
+/// An authenticated user (management token verified and not revoked).
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    /// The user ID (`sub`).
+    pub user_id: String,
+    /// The token ID (`jti`).
+    pub jti: String,
+}
+
+impl FromRequestParts<AppState> for UserAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let token = match bearer(&parts.headers)? {
+            Some(t) => t,
+            None => cookie_jwt(&parts.headers)
+                .ok_or_else(|| ApiError::unauthorized("authorization not present in header"))?,
+        };
+        let claims = st
+            .keys
+            .verify(token, now_s())
+            .map_err(|_| ApiError::unauthorized("invalid jwt"))?;
+        if !claims.user || claims.device || claims.jti.is_empty() || claims.sub.is_empty() {
+            return Err(ApiError::unauthorized("invalid jwt"));
+        }
+        let found = sqlx::query(
+            "SELECT t.jti FROM user_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.jti = $1 AND t.user_id = $2",
+        )
+        .bind(&claims.jti)
+        .bind(&claims.sub)
+        .fetch_optional(&st.db)
+        .await?;
+        if found.is_none() {
+            return Err(ApiError::unauthorized("unauthorized"));
+        }
+        Ok(UserAuth {
+            user_id: claims.sub,
+            jti: claims.jti,
+        })
+    }
+}
+
+/// `page` / `per_page` query values, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    /// From 1.
+    pub page: i64,
+    /// 1..=500.
+    pub per_page: i64,
+}
+
+impl Paging {
+    /// Parse from the query (defaults 1 and 20).
+    pub fn from_query(q: &[(String, String)]) -> Result<Paging, ApiError> {
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let page = match get("page") {
+            None => 1,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| ApiError::bad_request("Can't parse param page"))?,
+        };
+        let per_page = match get("per_page") {
+            None => 20,
+            Some(v) => {
+                let n = v
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("Can't parse param per_page"))?;
+                if !(1..=500).contains(&n) {
+                    return Err(ApiError::bad_request("Param per_page is out of bounds"));
+                }
+                n
+            }
+        };
+        Ok(Paging { page, per_page })
+    }
+    /// Rows to skip.
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+}

@@ -1,0 +1,232 @@
+//! The database: opening it, its schema, and small helpers.
+//!
+//! All SQL goes through sqlx's `any` driver with `$N` placeholders, a dialect
+//! SQLite and PostgreSQL both accept, so one set of queries serves both.
+//! Integers (times in microseconds since the Unix epoch, flags as 0/1) are
+//! `BIGINT`; JSON documents are `TEXT`.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The pool every handler uses.
+pub type Pool = AnyPool;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        updated_ts BIGINT NOT NULL,
+        login_ts BIGINT)",
+    "CREATE TABLE IF NOT EXISTS user_tokens (
+        jti TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        name TEXT,
+        created_ts BIGINT NOT NULL,
+        exp BIGINT)",
+    "CREATE INDEX IF NOT EXISTS user_tokens_user ON user_tokens (user_id)",
+    "CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        identity TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        decommissioning BIGINT NOT NULL DEFAULT 0,
+        created_ts BIGINT NOT NULL,
+        updated_ts BIGINT NOT NULL,
+        check_in_ts BIGINT,
+        inventory TEXT NOT NULL DEFAULT '[]',
+        inventory_ts BIGINT,
+        group_name TEXT)",
+    "CREATE TABLE IF NOT EXISTS auth_sets (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        pubkey TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        token_valid BIGINT NOT NULL DEFAULT 0,
+        UNIQUE (device_id, pubkey))",
+    "CREATE TABLE IF NOT EXISTS artifacts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        depends_key TEXT NOT NULL,
+        info TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        modified_ts BIGINT NOT NULL,
+        UNIQUE (name, depends_key))",
+    "CREATE TABLE IF NOT EXISTS deployments (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        artifact_name TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        finished_ts BIGINT,
+        max_devices BIGINT NOT NULL,
+        force_installation BIGINT NOT NULL,
+        all_devices BIGINT NOT NULL,
+        group_name TEXT)",
+    "CREATE TABLE IF NOT EXISTS deployment_targets (
+        deployment_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, device_id))",
+    "CREATE INDEX IF NOT EXISTS deployment_targets_device ON deployment_targets (device_id)",
+    "CREATE TABLE IF NOT EXISTS device_deployments (
+        id TEXT PRIMARY KEY,
+        deployment_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        substate TEXT,
+        artifact_id TEXT,
+        created_ts BIGINT NOT NULL,
+        started_ts BIGINT,
+        finished_ts BIGINT,
+        log TEXT,
+        UNIQUE (deployment_id, device_id))",
+    "CREATE INDEX IF NOT EXISTS device_deployments_device ON device_deployments (device_id)",
+];
+
+/// Open (creating if needed) the database at `url` and bring its schema up
+/// to date. A `sqlite:` URL's file is created when missing.
+pub async fn open(url: &str) -> Result<Pool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = url.starts_with("sqlite:");
+    let url = if is_sqlite && !url.contains("mode=") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(if is_sqlite { 8 } else { 16 })
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    if is_sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
+    for stmt in SCHEMA {
+        sqlx::query(stmt).execute(&pool).await?;
+    }
+    Ok(pool)
+}
+
+/// The default database URL for a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("updraft.db").display())
+}
+
+/// A setting, or `None`.
+pub async fn setting(pool: &Pool, name: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get::<String, _>(0)).transpose()
+}
+
+/// Store `value` under `name` unless a value is already there; returns the
+/// value in force (so several servers starting at once agree on one).
+pub async fn setting_or_insert(
+    pool: &Pool,
+    name: &str,
+    value: &str,
+) -> Result<String, sqlx::Error> {
+    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(value)
+        .execute(pool)
+        .await?;
+    Ok(setting(pool, name)
+        .await?
+        .unwrap_or_else(|| value.to_owned()))
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2024-05-02T09:14:03.512000Z`.
+pub fn rfc3339(us: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A fresh random UUIDv4 string.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// True when `s` is a UUID.
+pub fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::from_str(s).is_ok()
+}
+
+/// Column helpers that turn a type mismatch into a `sqlx::Error`.
+pub trait RowExt {
+    /// A text column.
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    /// A nullable text column.
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    /// A BIGINT column.
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    /// A nullable BIGINT column.
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    /// A JSON text column, parsed.
+    fn json(&self, col: &str) -> Result<serde_json::Value, sqlx::Error>;
+}
+
+impl RowExt for AnyRow {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(col)
+    }
+    fn json(&self, col: &str) -> Result<serde_json::Value, sqlx::Error> {
+        let s: String = self.try_get(col)?;
+        serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_500_000), "1970-01-01T00:00:01.5Z");
+    }
+}
