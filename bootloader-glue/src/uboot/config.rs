@@ -26,9 +26,10 @@
 //! error here (libc saturates or wraps).
 //!
 //! With the `std` feature, `FwEnvConfig::open` and `open_config_file` open
-//! the copies as `FileStorage`. MTD and UBI devices are not
-//! supported yet, and the libubootenv lock file
-//! (`/var/lock/fw_printenv.lock`) is not taken: that is left to the caller.
+//! the copies as `FileStorage` (files and block devices only). MTD devices
+//! need ioctls and are opened by the Linux adapter (`updraft boot-env`),
+//! which also takes libubootenv's lock file (`/var/lock/fw_printenv.lock`);
+//! UBI volumes are not supported.
 
 use core::fmt;
 

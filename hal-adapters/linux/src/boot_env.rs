@@ -27,18 +27,118 @@
 //!   values are taken as written (no trimming), as libubootenv does.
 //! * [`set`]: all changes in one write; nothing is written when nothing
 //!   changes.
+//!
+//! U-Boot targets, as libubootenv does:
+//!
+//! * Devices: regular files and block devices ([`FileStorage`]), and raw
+//!   NOR MTD partitions `/dev/mtdN` ([`mtd::MtdStorage`]: erase before
+//!   write, boolean active/obsolete flags on a redundant pair). NAND MTD
+//!   partitions (bad blocks) and UBI volumes are refused with an error.
+//! * Locking: both [`print()`] and [`set`] hold libubootenv's lock
+//!   ([`DEFAULT_LOCK`], `flock` exclusive, the file created if missing)
+//!   while they read and write, so they never interleave with
+//!   `fw_printenv`/`fw_setenv` or another `updraft`. When it is busy a
+//!   notice goes to stderr, then they wait, up to [`LockSpec::timeout`]
+//!   if one is set.
+//! * [`print()`] opens the env devices read-only (it works on a read-only
+//!   file or `/dev/mtdNro`); only [`set`] opens them read-write.
+
+pub mod mtd;
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use updraft_boot::grub::BLOCK_SIZE;
 use updraft_boot::mender_grub::{FileId, FileKind, FsDir, Half, MenderGrubenv};
-use updraft_boot::uboot::config::FwEnvConfig;
+use updraft_boot::storage::{EnvStorage, FileStorage};
+use updraft_boot::uboot::config::{DeviceKind, EnvDevice, FwEnvConfig};
+use updraft_boot::uboot::{EnvLocation, FlagScheme, UbootEnv};
 use updraft_boot::Change;
 
 /// The default `fw_env.config`, as libubootenv uses.
 pub const DEFAULT_CONFIG: &str = "/etc/fw_env.config";
+
+/// libubootenv's lock file (the same as U-Boot's legacy `fw_printenv`).
+pub const DEFAULT_LOCK: &str = "/var/lock/fw_printenv.lock";
+
+/// Which lock to take around U-Boot env access, and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockSpec {
+    /// The lock file ([`DEFAULT_LOCK`]).
+    pub path: PathBuf,
+    /// Give up after this long; `None` waits as long as it takes (as
+    /// `fw_setenv` does).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for LockSpec {
+    fn default() -> Self {
+        LockSpec {
+            path: PathBuf::from(DEFAULT_LOCK),
+            timeout: None,
+        }
+    }
+}
+
+/// Takes the lock of `spec` (exclusive `flock`, as libubootenv does); it
+/// is released when the returned file is dropped.
+pub fn take_lock(spec: &LockSpec) -> Result<File, BootEnvError> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = &spec.path;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(path)
+        .map_err(|e| BootEnvError::new(format!("cannot open lock file {}: {e}", path.display())))?;
+    let busy = |e: rustix::io::Errno| e == rustix::io::Errno::WOULDBLOCK;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => return Ok(file),
+        Err(e) if busy(e) => {}
+        Err(e) => {
+            return Err(BootEnvError::new(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    eprintln!(
+        "updraft: waiting for {} (held by another fw_printenv, fw_setenv or updraft)",
+        path.display()
+    );
+    let Some(timeout) = spec.timeout else {
+        flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| BootEnvError::new(format!("cannot lock {}: {e}", path.display())))?;
+        return Ok(file);
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(e) if busy(e) => {}
+            Err(e) => {
+                return Err(BootEnvError::new(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(BootEnvError::new(format!(
+                "timed out after {:.1} s waiting for {}: another fw_printenv, fw_setenv or \
+                 updraft holds it",
+                timeout.as_secs_f64(),
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// Which environment to work on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,16 +251,138 @@ pub fn parse_script(text: &[u8]) -> Script {
     script
 }
 
-fn open_uboot(
+/// An env device: a file or block device, or an MTD partition.
+#[derive(Debug)]
+pub enum Device {
+    /// A regular file or block device.
+    File(FileStorage),
+    /// A raw NOR MTD partition.
+    Mtd(mtd::MtdStorage),
+}
+
+impl EnvStorage for Device {
+    type Error = io::Error;
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Device::File(f) => f.read(offset, buf),
+            Device::Mtd(m) => m.read(offset, buf),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        match self {
+            Device::File(f) => f.write(offset, data),
+            Device::Mtd(m) => m.write(offset, data),
+        }
+    }
+
+    fn erase(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        match self {
+            Device::File(f) => f.erase(offset, len),
+            Device::Mtd(m) => m.erase(offset, len),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Device::File(f) => f.sync(),
+            Device::Mtd(m) => m.sync(),
+        }
+    }
+
+    fn size(&mut self) -> Option<u64> {
+        match self {
+            Device::File(f) => f.size(),
+            Device::Mtd(m) => m.size(),
+        }
+    }
+
+    fn byte_rewritable(&self) -> bool {
+        match self {
+            Device::File(f) => f.byte_rewritable(),
+            Device::Mtd(m) => m.byte_rewritable(),
+        }
+    }
+}
+
+/// Opens one config line's device: read-only unless `writable`.
+fn open_device(
     config: &Path,
-) -> Result<updraft_boot::uboot::UbootEnv<updraft_boot::storage::FileStorage>, BootEnvError> {
+    dev: &EnvDevice<'_>,
+    writable: bool,
+) -> Result<EnvLocation<Device>, BootEnvError> {
+    let fail = |msg: String| {
+        BootEnvError::new(format!(
+            "{} line {}: {}: {msg}",
+            config.display(),
+            dev.line,
+            dev.path
+        ))
+    };
+    let mut storage = match dev.kind {
+        DeviceKind::File => {
+            let opened = if writable {
+                FileStorage::open(dev.path)
+            } else {
+                FileStorage::open_read_only(dev.path)
+            };
+            Device::File(opened.map_err(|e| fail(e.to_string()))?)
+        }
+        DeviceKind::Mtd => Device::Mtd(
+            mtd::MtdStorage::open(Path::new(dev.path), writable, dev.sector_size).map_err(|e| {
+                BootEnvError::new(format!("{} line {}: {e}", config.display(), dev.line))
+            })?,
+        ),
+        _ => {
+            return Err(fail(
+                "UBI volumes are not supported (use fw_setenv for those)".to_owned(),
+            ))
+        }
+    };
+    let offset = match dev.offset {
+        o if o >= 0 => o.unsigned_abs(),
+        _ => storage
+            .size()
+            .and_then(|size| dev.resolve_offset(size))
+            .ok_or_else(|| fail("negative offset reaches before the start of the device".into()))?,
+    };
+    Ok(EnvLocation { storage, offset })
+}
+
+/// Opens the env described by `config`, read-only unless `writable`,
+/// with the flags scheme libubootenv uses for its devices.
+pub fn open_uboot(config: &Path, writable: bool) -> Result<UbootEnv<Device>, BootEnvError> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| BootEnvError::new(format!("{}: {e}", config.display())))?;
     let parsed = FwEnvConfig::parse(&text)
         .map_err(|e| BootEnvError::new(format!("{}: {e}", config.display())))?;
-    parsed
-        .open()
-        .map_err(|e| BootEnvError::new(format!("{}: {e}", config.display())))
+    let first = open_device(config, &parsed.first, writable)?;
+    let size = parsed.size();
+    let Some(second_dev) = &parsed.second else {
+        return Ok(UbootEnv::single(first.storage, first.offset, size));
+    };
+    let second = open_device(config, second_dev, writable)?;
+    let scheme = match (&first.storage, &second.storage) {
+        (Device::Mtd(a), Device::Mtd(b)) => {
+            if parsed.first.path == second_dev.path {
+                let ra = a.erase_range(first.offset, size as u64);
+                let rb = b.erase_range(second.offset, size as u64);
+                if ra.0 < rb.1 && rb.0 < ra.1 {
+                    return Err(BootEnvError::new(format!(
+                        "{}: the two env copies on {} share an erase block ({:#x} bytes): \
+                         erasing one would destroy the other",
+                        config.display(),
+                        parsed.first.path,
+                        a.sector_size()
+                    )));
+                }
+            }
+            a.flag_scheme()
+        }
+        _ => FlagScheme::Counter,
+    };
+    Ok(UbootEnv::redundant(first, second, size).with_flag_scheme(scheme))
 }
 
 /// A work buffer large enough for every env and lock file in `dir` (two
@@ -183,10 +405,13 @@ fn grub_error(dir: &Path, e: impl fmt::Display) -> BootEnvError {
 
 /// Prints variables to `out` (see the [module docs](self)). With names,
 /// the ones that exist are printed; if any is missing, the error names them.
+///
+/// A U-Boot env is opened read-only, under the lock of `lock`.
 pub fn print(
     target: &Target,
     names: &[String],
     value_only: bool,
+    lock: &LockSpec,
     out: &mut dyn Write,
 ) -> Result<(), BootEnvError> {
     if value_only && names.len() != 1 {
@@ -197,7 +422,8 @@ pub fn print(
     let mut missing: Vec<&str> = Vec::new();
     match target {
         Target::Uboot { config } => {
-            let mut env = open_uboot(config)?;
+            let _lock = take_lock(lock)?;
+            let mut env = open_uboot(config, false)?;
             let mut buf = vec![0u8; env.size()];
             let loaded = env
                 .load(&mut buf)
@@ -269,8 +495,13 @@ pub enum SetOutcome {
     Unchanged,
 }
 
-/// Applies `changes` in one write (see the [module docs](self)).
-pub fn set(target: &Target, changes: &[OwnedChange]) -> Result<SetOutcome, BootEnvError> {
+/// Applies `changes` in one write (see the [module docs](self)). A U-Boot
+/// env is opened read-write under the lock of `lock`.
+pub fn set(
+    target: &Target,
+    changes: &[OwnedChange],
+    lock: &LockSpec,
+) -> Result<SetOutcome, BootEnvError> {
     let batch: Vec<Change<'_>> = changes.iter().map(OwnedChange::as_change).collect();
     let describe = |index: usize| {
         changes.get(index).map_or_else(String::new, |c| {
@@ -283,7 +514,8 @@ pub fn set(target: &Target, changes: &[OwnedChange]) -> Result<SetOutcome, BootE
                 c.validate_uboot()
                     .map_err(|e| BootEnvError::new(format!("{}{e}", describe(i))))?;
             }
-            let mut env = open_uboot(config)?;
+            let _lock = take_lock(lock)?;
+            let mut env = open_uboot(config, true)?;
             let mut buf = vec![0u8; env.size()];
             let outcome = env
                 .update(&mut buf, &batch)

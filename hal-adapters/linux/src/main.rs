@@ -51,6 +51,21 @@ struct BootEnvTarget {
     /// instead of a U-Boot env.
     #[arg(long = "grub", value_name = "DIR", conflicts_with = "config")]
     grub: Option<PathBuf>,
+    /// libubootenv's lock file, taken (flock) around U-Boot env access.
+    #[arg(long = "lock-file", value_name = "FILE", default_value = updraft_linux::boot_env::DEFAULT_LOCK)]
+    lock_file: PathBuf,
+    /// Fail after waiting this many seconds for the lock (default: wait as
+    /// long as it takes, like fw_setenv).
+    #[arg(long = "lock-timeout", value_name = "SECONDS", value_parser = parse_seconds)]
+    lock_timeout: Option<std::time::Duration>,
+}
+
+fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .and_then(|v| std::time::Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
 }
 
 #[derive(Args)]
@@ -489,22 +504,27 @@ fn sign_cmd(a: &SignArgs) -> Result<()> {
     Ok(())
 }
 
-fn boot_env_target(t: BootEnvTarget) -> boot_env::Target {
-    match t.grub {
+fn boot_env_target(t: BootEnvTarget) -> (boot_env::Target, boot_env::LockSpec) {
+    let lock = boot_env::LockSpec {
+        path: t.lock_file,
+        timeout: t.lock_timeout,
+    };
+    let target = match t.grub {
         Some(dir) => boot_env::Target::Grub { dir },
         None => boot_env::Target::Uboot { config: t.config },
-    }
+    };
+    (target, lock)
 }
 
 fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
     match c {
         BootEnvCommand::Print(a) => {
-            let target = boot_env_target(a.target);
+            let (target, lock) = boot_env_target(a.target);
             let mut out = io::stdout().lock();
-            boot_env::print(&target, &a.names, a.value_only, &mut out)?;
+            boot_env::print(&target, &a.names, a.value_only, &lock, &mut out)?;
         }
         BootEnvCommand::Set(a) => {
-            let target = boot_env_target(a.target);
+            let (target, lock) = boot_env_target(a.target);
             let changes = match &a.script {
                 Some(path) => {
                     let text = if path == Path::new("-") {
@@ -525,7 +545,7 @@ fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
                 }
                 None => boot_env::parse_assignments(&a.assignments)?,
             };
-            boot_env::set(&target, &changes)?;
+            boot_env::set(&target, &changes, &lock)?;
         }
     }
     Ok(())
