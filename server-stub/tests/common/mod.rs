@@ -235,3 +235,248 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A server used through its router, without sockets.
+pub struct App {
+    pub router: axum::Router,
+    pub server: updraft_server::Server,
+    pub data: tempfile::TempDir,
+}
+
+/// A response: status, headers, body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Asserts Mender's error body with the response's request ID.
+    pub fn assert_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.text());
+        let v = self.json();
+        let id = self.headers["x-men-requestid"].to_str().unwrap();
+        assert_eq!(v["request_id"], id, "{v}");
+        let msg = v["error"].as_str().unwrap().to_owned();
+        assert!(!msg.is_empty());
+        msg
+    }
+}
+
+impl App {
+    pub async fn new() -> App {
+        Self::open(tempfile::tempdir().unwrap(), |_| {}).await
+    }
+
+    pub async fn open(
+        data: tempfile::TempDir,
+        tweak: impl FnOnce(&mut updraft_server::Config),
+    ) -> App {
+        let mut config = updraft_server::Config::new(data.path());
+        config.admin_email = ADMIN.into();
+        config.admin_password = Some(PASSWORD.into());
+        tweak(&mut config);
+        let server = updraft_server::Server::open(config).await.unwrap();
+        let router = server.router();
+        App {
+            router,
+            server,
+            data,
+        }
+    }
+
+    pub async fn call(&self, req: axum::http::Request<axum::body::Body>) -> Resp {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes().to_vec();
+        Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A request with optional bearer token and JSON body.
+    pub async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut b = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "updraft.test");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                axum::body::Body::from(v.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        self.call(b.body(body).unwrap()).await
+    }
+
+    pub async fn login(&self) -> String {
+        use base64ct::Encoding;
+        let basic = base64ct::Base64::encode_string(format!("{ADMIN}:{PASSWORD}").as_bytes());
+        let r = self
+            .call(
+                axum::http::Request::post("/api/management/v1/useradm/auth/login")
+                    .header("authorization", format!("Basic {basic}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    }
+
+    /// Upload an artifact's bytes (multipart).
+    pub async fn upload(&self, token: &str, bytes: &[u8]) -> Resp {
+        let boundary = "XupdraftBOUNDARYx";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\nfrom a test\r\n").as_bytes(),
+        );
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"a.mender\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.call(
+            axum::http::Request::post("/api/management/v1/deployments/artifacts")
+                .header("authorization", format!("Bearer {token}"))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Row counts of the tables a bad request must not touch.
+    pub async fn counts(&self) -> Vec<(String, Value)> {
+        let token = self.login().await;
+        let mut out = Vec::new();
+        for path in [
+            "/api/management/v2/devauth/devices?per_page=500",
+            "/api/management/v1/deployments/artifacts",
+            "/api/management/v1/deployments/deployments?per_page=500",
+        ] {
+            let r = self.req("GET", path, Some(&token), None).await;
+            assert_eq!(r.status, 200);
+            out.push((path.to_owned(), r.json()));
+        }
+        out
+    }
+}
+
+/// A simulated device with an Ed25519 or P-256 key.
+pub struct SimDevice {
+    pub identity: String,
+    pub pubkey_pem: String,
+    key: SimKey,
+}
+
+enum SimKey {
+    Ed(ring::signature::Ed25519KeyPair),
+    Ec(ring::signature::EcdsaKeyPair),
+}
+
+impl SimDevice {
+    pub fn ed25519(mac: &str) -> SimDevice {
+        use ring::signature::KeyPair;
+        let rng = ring::rand::SystemRandom::new();
+        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let kp = ring::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(kp.public_key().as_ref());
+        SimDevice {
+            identity: serde_json::json!({ "mac": mac }).to_string(),
+            pubkey_pem: pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &der)
+                .unwrap(),
+            key: SimKey::Ed(kp),
+        }
+    }
+
+    pub fn p256(mac: &str) -> SimDevice {
+        use ring::signature::{KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let doc =
+            ring::signature::EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .unwrap();
+        let kp = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            doc.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let mut der = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        der.extend_from_slice(kp.public_key().as_ref());
+        SimDevice {
+            identity: serde_json::json!({ "mac": mac }).to_string(),
+            pubkey_pem: pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &der)
+                .unwrap(),
+            key: SimKey::Ec(kp),
+        }
+    }
+
+    /// The auth request body, as the Mender client writes it (trailing `\n`).
+    pub fn auth_body(&self) -> Vec<u8> {
+        let mut b = serde_json::json!({"id_data": self.identity, "tenant_token": "", "pubkey": self.pubkey_pem})
+            .to_string()
+            .into_bytes();
+        b.push(b'\n');
+        b
+    }
+
+    pub fn sign(&self, body: &[u8]) -> String {
+        use base64ct::Encoding;
+        let sig = match &self.key {
+            SimKey::Ed(kp) => kp.sign(body).as_ref().to_vec(),
+            SimKey::Ec(kp) => kp
+                .sign(&ring::rand::SystemRandom::new(), body)
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+        };
+        base64ct::Base64::encode_string(&sig)
+    }
+
+    /// POST an auth request; returns the response.
+    pub async fn auth(&self, app: &App) -> Resp {
+        let body = self.auth_body();
+        let sig = self.sign(&body);
+        app.call(
+            axum::http::Request::post("/api/devices/v1/authentication/auth_requests")
+                .header("content-type", "application/json")
+                .header("x-men-signature", sig)
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+}
