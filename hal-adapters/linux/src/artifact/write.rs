@@ -1,19 +1,24 @@
 //! Writing Mender artifacts (format v3) as `mender-artifact write` does.
 //!
-//! Two passes over the payload files, constant memory: the first hashes
-//! them (the manifest and `rootfs-image.checksum` need the digests before
-//! any data is written), the second streams them through the compressor
-//! straight into the output. A file whose size, modification or change time
-//! moved between the passes is an error (and would fail the digest check on
-//! every device). The data member's size is patched into its tar header at the
-//! end, so the output must be a seekable file; [`write_to_path`] writes a
-//! temporary file beside the target and renames it into place.
+//! Constant memory, and one pass over the payload files for uncompressed
+//! and gzip artifacts: the manifest and `rootfs-image.checksum` need the
+//! digests, which are known only at the end, but everything they change has
+//! a fixed size. So the leading members (manifest, signature, header) are
+//! written first with placeholder digests, the data member streams behind
+//! them (this thread reads, compresses and writes; a second one hashes the
+//! same buffers), and the leading members are rewritten in place at the
+//! end. For xz, or should the real header not fit its room, the payload
+//! takes two passes: hash, then write. A file whose size, modification or
+//! change time moved while it was read is an error. The output must be a
+//! seekable file; [`write_to_path`] writes a temporary file beside the
+//! target and renames it into place.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use updraft_core::crypto::{RingSha256, Sha256, SignError, Signer};
 
@@ -198,7 +203,8 @@ fn json_map(m: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// A payload file after the hashing pass.
+/// A payload file.
+#[derive(Clone)]
 struct Input {
     path: PathBuf,
     name: String,
@@ -210,7 +216,7 @@ struct Input {
 }
 
 /// What tells that a file changed: size, mtime and ctime (nanoseconds).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp(u64, i64, i64, i64, i64);
 
 fn stamp(path: &Path) -> Result<Stamp, WriteError> {
@@ -552,16 +558,28 @@ fn pax_record(key: &str, value: &str) -> String {
     format!("{len}{body}")
 }
 
-/// Shannon entropy of `data` in bits per byte, estimated from a sample.
+/// Shannon entropy of `data` in bits per byte, estimated from a sample:
+/// all of a small chunk; of a large one, 16 windows of 2 KiB spread evenly
+/// over it (32 KiB of samples: the estimate of random data is off by less
+/// than 0.01 bit, and contiguous windows see local structure).
 fn entropy(data: &[u8]) -> f64 {
+    const WINDOWS: usize = 16;
+    const WINDOW: usize = 2048;
     let mut counts = [0u32; 256];
-    let step = if data.len() > 64 * 1024 { 7 } else { 1 };
-    let mut n = 0u32;
-    for &b in data.iter().step_by(step) {
-        counts[b as usize] += 1;
-        n += 1;
+    let mut count = |part: &[u8]| {
+        for &b in part {
+            counts[b as usize] += 1;
+        }
+    };
+    if data.len() <= 2 * WINDOWS * WINDOW {
+        count(data);
+    } else {
+        let stride = data.len() / WINDOWS;
+        for w in 0..WINDOWS {
+            count(&data[w * stride..w * stride + WINDOW]);
+        }
     }
-    let n = f64::from(n.max(1));
+    let n = f64::from(counts.iter().sum::<u32>().max(1));
     counts
         .iter()
         .filter(|&&c| c > 0)
@@ -651,14 +669,25 @@ impl<W: Write> GzWriter<W> {
             self.deflate(&[], flate2::FlushCompress::Sync)?;
             self.z_used = false;
         }
-        for block in data.chunks(65_535) {
-            let len = block.len() as u16;
-            let l = len.to_le_bytes();
-            let n = (!len).to_le_bytes();
-            // BFINAL=0, BTYPE=00 (stored), padded to the byte.
-            self.w.write_all(&[0, l[0], l[1], n[0], n[1]])?;
-            self.w.write_all(block)?;
-        }
+        // One vectored write per chunk: block headers and the caller's
+        // bytes, with no copy on the way (a large write passes the
+        // BufWriter below straight to the file).
+        let heads: Vec<[u8; 5]> = data
+            .chunks(65_535)
+            .map(|block| {
+                let len = block.len() as u16;
+                let l = len.to_le_bytes();
+                let n = (!len).to_le_bytes();
+                // BFINAL=0, BTYPE=00 (stored), padded to the byte.
+                [0, l[0], l[1], n[0], n[1]]
+            })
+            .collect();
+        let mut slices: Vec<io::IoSlice<'_>> = heads
+            .iter()
+            .zip(data.chunks(65_535))
+            .flat_map(|(h, block)| [io::IoSlice::new(h), io::IoSlice::new(block)])
+            .collect();
+        write_all_vectored(&mut self.w, &mut slices)?;
         self.z_stale = true;
         Ok(())
     }
@@ -746,9 +775,28 @@ impl<W: Write> Write for Counter<W> {
         self.n += n as u64;
         Ok(n)
     }
+    fn write_vectored(&mut self, b: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.w.write_vectored(b)?;
+        self.n += n as u64;
+        Ok(n)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }
+}
+
+/// `write_all` for a vectored write (std's is not stable yet).
+fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn compress_all(c: Compression, data: &[u8]) -> Result<Vec<u8>, WriteError> {
@@ -758,30 +806,16 @@ fn compress_all(c: Compression, data: &[u8]) -> Result<Vec<u8>, WriteError> {
     comp.finish().map_err(io_err("compressing the header"))
 }
 
-/// Write the artifact `spec` describes to `out` (a seekable file),
-/// signing the manifest with `signer` if given. `progress` is told how
-/// many payload bytes each pass read.
-pub fn write_artifact(
-    spec: &Spec,
-    signer: Option<&dyn Signer>,
-    out: &mut File,
-    mut progress: impl FnMut(u64),
-) -> Result<Report, WriteError> {
-    validate(spec)?;
-    let payload = spec.payload.clone().unwrap_or(Payload::Bootstrap);
-    let files: Vec<PathBuf> = match &payload {
-        Payload::RootfsImage { file } => vec![file.clone()],
-        Payload::ModuleImage { files, .. } => files.clone(),
-        Payload::Bootstrap => vec![],
-    };
-    // Pass 1: hash.
-    let mut inputs = Vec::new();
-    for path in &files {
+const VERSION: &[u8] = br#"{"format":"mender","version":3}"#;
+
+/// The payload files with their metadata (digests not yet known).
+fn gather_inputs(files: &[PathBuf]) -> Result<Vec<Input>, WriteError> {
+    let mut inputs: Vec<Input> = Vec::new();
+    for path in files {
         let (mode, mtime) = file_meta(path)?;
-        let before = stamp(path)?;
-        let (size, digest) = hash_file(path, &mut progress)?;
+        let stamp = stamp(path)?;
         let name = base_name(path)?;
-        if inputs.iter().any(|i: &Input| i.name == name) {
+        if inputs.iter().any(|i| i.name == name) {
             return Err(WriteError::Invalid(format!(
                 "two payload files are named {name:?}: payload files are stored by base name"
             )));
@@ -789,17 +823,19 @@ pub fn write_artifact(
         inputs.push(Input {
             path: path.clone(),
             name,
-            size,
+            size: stamp.0,
             mode,
             mtime,
-            digest,
-            stamp: before,
+            digest: [0; 32],
+            stamp,
         });
     }
-    let h = headers(spec, &inputs)?;
-    let suffix = spec.compression.suffix();
+    Ok(inputs)
+}
 
-    // The header member.
+/// The header member's tar (uncompressed).
+fn header_tar(spec: &Spec, inputs: &[Input]) -> Result<Vec<u8>, WriteError> {
+    let h = headers(spec, inputs)?;
     let mut ht = TarWriter::new(Vec::new());
     ht.file("header-info", h.header_info.as_bytes(), 0o600, 0, false)?;
     for s in &spec.scripts {
@@ -823,47 +859,379 @@ pub fn write_artifact(
     if let Some(m) = &h.meta_data {
         ht.file("headers/0000/meta-data", m.as_bytes(), 0o600, 0, false)?;
     }
-    let header_tar = ht.finish().map_err(io_err("building the header"))?;
-    let header = compress_all(spec.compression, &header_tar)?;
     let _ = h.payload_type;
+    ht.finish().map_err(io_err("building the header"))
+}
 
-    // The manifest, in sha256sum format: the data files in the order given
-    // (mender-artifact keeps it, and `read` lists files in this order), then
-    // the header, then `version`.
-    const VERSION: &[u8] = br#"{"format":"mender","version":3}"#;
+/// The manifest, in sha256sum format: the data files in the order given
+/// (mender-artifact keeps it, and `read` lists files in this order), then
+/// the header, then `version`.
+fn manifest_text(inputs: &[Input], header: &[u8], suffix: &str) -> String {
     let mut lines: Vec<(String, [u8; 32])> = inputs
         .iter()
         .map(|i| (format!("data/0000/{}", i.name), i.digest))
         .collect();
-    lines.push((format!("header.tar{suffix}"), RingSha256::digest(&header)));
+    lines.push((format!("header.tar{suffix}"), RingSha256::digest(header)));
     lines.push(("version".into(), RingSha256::digest(VERSION)));
-    let manifest: String = lines
+    lines
         .iter()
         .map(|(p, d)| format!("{}  {p}\n", hex(d)))
-        .collect();
-    let signature = match signer {
-        Some(s) => {
-            let mut sig = vec![0u8; s.signature_len()];
-            let n = s
-                .sign_digest(&RingSha256::digest(manifest.as_bytes()), &mut sig)
-                .map_err(WriteError::Sign)?;
-            use base64ct::Encoding;
-            Some(base64ct::Base64::encode_string(&sig[..n]))
-        }
-        None => None,
+        .collect()
+}
+
+fn sign_manifest(
+    signer: Option<&dyn Signer>,
+    manifest: &str,
+) -> Result<Option<String>, WriteError> {
+    let Some(s) = signer else { return Ok(None) };
+    let mut sig = vec![0u8; s.signature_len()];
+    let n = s
+        .sign_digest(&RingSha256::digest(manifest.as_bytes()), &mut sig)
+        .map_err(WriteError::Sign)?;
+    use base64ct::Encoding;
+    Ok(Some(base64ct::Base64::encode_string(&sig[..n])))
+}
+
+/// `version`, `manifest`, `manifest.sig` and the header member.
+fn write_leading<W: Write>(
+    outer: &mut TarWriter<W>,
+    manifest: &str,
+    signature: Option<&str>,
+    header: &[u8],
+    suffix: &str,
+    now: u64,
+) -> Result<(), WriteError> {
+    outer.file("version", VERSION, 0o600, 0, false)?;
+    outer.file("manifest", manifest.as_bytes(), 0o600, 0, false)?;
+    if let Some(sig) = signature {
+        outer.file("manifest.sig", sig.as_bytes(), 0o600, 0, false)?;
+    }
+    outer.file(&format!("header.tar{suffix}"), header, 0o600, now, true)
+}
+
+/// Write the artifact `spec` describes to `out` (a seekable file),
+/// signing the manifest with `signer` if given. `progress` is told how
+/// many payload bytes were read, once for hashing and once for writing
+/// (twice the payload in all).
+///
+/// Uncompressed and gzip artifacts take one pass over the payload: the
+/// leading members (manifest, signature, header) are written with
+/// placeholder digests, the data member streams behind them while another
+/// thread reads and hashes the files, and the leading members are then
+/// rewritten in place with the real digests (same size: the gzip header
+/// member is padded to its reserved size with a gzip extra field). Should
+/// they not fit (never seen; it would take a header that compresses much
+/// worse with the real digest) or for xz, the payload takes two passes:
+/// hash first, then write.
+pub fn write_artifact(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    out: &mut File,
+    progress: impl FnMut(u64),
+) -> Result<Report, WriteError> {
+    write_with_slack(spec, signer, out, progress, Some(GZ_HEADER_SLACK))
+}
+
+/// [`write_artifact`] with `slack` bytes of room for the gzip header member
+/// to grow; `None` acts as if the real header did not fit after the data
+/// was written (to test the two-pass fallback).
+fn write_with_slack(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    out: &mut File,
+    mut progress: impl FnMut(u64),
+    slack: Option<usize>,
+) -> Result<Report, WriteError> {
+    validate(spec)?;
+    let payload = spec.payload.clone().unwrap_or(Payload::Bootstrap);
+    let files: Vec<PathBuf> = match &payload {
+        Payload::RootfsImage { file } => vec![file.clone()],
+        Payload::ModuleImage { files, .. } => files.clone(),
+        Payload::Bootstrap => vec![],
     };
+    let inputs = gather_inputs(&files)?;
+    if spec.compression != Compression::Lzma {
+        if let Some(r) = write_one_pass(spec, signer, out, &inputs, slack, &mut progress)? {
+            return Ok(r);
+        }
+        let e = io_err("writing the artifact");
+        out.set_len(0).map_err(e)?;
+        out.seek(SeekFrom::Start(0))
+            .map_err(io_err("writing the artifact"))?;
+    }
+    write_two_pass(spec, signer, out, inputs, &mut progress)
+}
+
+/// Room left in the gzip header member for the real digests to compress
+/// worse than the placeholders (random hex either way: a few bytes).
+const GZ_HEADER_SLACK: usize = 64;
+
+/// Bytes a gzip extra field adds at least: XLEN and one subfield header.
+const GZ_EXTRA_MIN: usize = 2 + 4;
+
+/// The header member, compressed, exactly `size` bytes long if possible:
+/// a gzip member is padded with an extra field (FEXTRA, one subfield
+/// `Up` of zeros), which every gzip reader skips.
+fn fit_header(c: Compression, tar: &[u8], size: usize) -> Result<Option<Vec<u8>>, WriteError> {
+    let z = compress_all(c, tar)?;
+    match c {
+        Compression::Gzip => {
+            let pad = match size.checked_sub(z.len() + GZ_EXTRA_MIN) {
+                Some(p) if p <= 0xffff - 4 && z.len() >= 10 => p,
+                _ => return Ok(None),
+            };
+            let mut g = Vec::with_capacity(size);
+            g.extend_from_slice(&z[..3]);
+            g.push(z[3] | 0x04); // FEXTRA
+            g.extend_from_slice(&z[4..10]);
+            g.extend_from_slice(&((pad + 4) as u16).to_le_bytes());
+            g.extend_from_slice(b"Up");
+            g.extend_from_slice(&(pad as u16).to_le_bytes());
+            g.resize(g.len() + pad, 0);
+            g.extend_from_slice(&z[10..]);
+            Ok(Some(g))
+        }
+        _ => Ok((z.len() == size).then_some(z)),
+    }
+}
+
+/// One pass over the payload (see [`write_artifact`]). `Ok(None)`: the
+/// leading members came out larger than reserved; `out` must be rewritten.
+fn write_one_pass(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    out: &mut File,
+    inputs: &[Input],
+    slack: Option<usize>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Option<Report>, WriteError> {
+    let c = spec.compression;
+    let suffix = c.suffix();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Placeholders that look like real digests (random hex).
+    let mut inputs: Vec<Input> = inputs
+        .iter()
+        .cloned()
+        .map(|mut i| {
+            i.digest = RingSha256::digest(i.name.as_bytes());
+            i
+        })
+        .collect();
+    let tar = header_tar(spec, &inputs)?;
+    let header_size = match c {
+        Compression::Gzip => compress_all(c, &tar)?.len() + GZ_EXTRA_MIN + slack.unwrap_or(0),
+        _ => compress_all(c, &tar)?.len(),
+    };
+    let Some(header) = fit_header(c, &tar, header_size)? else {
+        return Ok(None);
+    };
+    let manifest = manifest_text(&inputs, &header, suffix);
+    let signature = signer.map(|s| {
+        use base64ct::Encoding;
+        base64ct::Base64::encode_string(&vec![0u8; s.signature_len()])
+    });
+
+    let mut outer = TarWriter::new(io::BufWriter::with_capacity(1 << 20, &mut *out));
+    write_leading(
+        &mut outer,
+        &manifest,
+        signature.as_deref(),
+        &header,
+        suffix,
+        now,
+    )?;
+    let leading_len = outer.pos;
+    let data_name = format!("data/0000.tar{suffix}");
+    outer.header(&data_name, 0, 0o600, now, true)?;
+    let start = outer.pos;
+    let e = || io_err("writing the artifact");
+    let counter = Counter {
+        w: &mut outer.w,
+        n: 0,
+    };
+    let mut comp = Compressor::new(c, counter);
+    let digests = stream_payload(&mut comp, &inputs, progress)?;
+    let counter = comp.finish().map_err(e())?;
+    let data_len = counter.n;
+    outer.pos = start + data_len;
+    outer.pad().map_err(e())?;
+    let w = outer.finish().map_err(e())?;
+    let end = w.into_inner().map_err(|e| WriteError::Io {
+        what: "writing the artifact".into(),
+        error: e.into_error(),
+    })?;
+    let total = end.stream_position().map_err(e())?;
+
+    // The real leading members, in the same room.
+    for (i, d) in inputs.iter_mut().zip(digests) {
+        i.digest = d;
+    }
+    let tar = header_tar(spec, &inputs)?;
+    let fit = fit_header(c, &tar, header_size)?.filter(|_| slack.is_some());
+    let Some(header) = fit else {
+        return Ok(None);
+    };
+    let manifest = manifest_text(&inputs, &header, suffix);
+    let signature = sign_manifest(signer, &manifest)?;
+    let mut lead = TarWriter::new(Vec::with_capacity(leading_len as usize + 512));
+    write_leading(
+        &mut lead,
+        &manifest,
+        signature.as_deref(),
+        &header,
+        suffix,
+        now,
+    )?;
+    lead.header(&data_name, data_len, 0o600, now, true)?;
+    if lead.pos != start {
+        return Ok(None);
+    }
+    end.seek(SeekFrom::Start(0)).map_err(e())?;
+    end.write_all(&lead.w).map_err(e())?;
+    end.seek(SeekFrom::Start(total)).map_err(e())?;
+    end.flush().map_err(e())?;
+    Ok(Some(Report {
+        payload_bytes: inputs.iter().map(|i| i.size).sum(),
+        artifact_bytes: total,
+    }))
+}
+
+/// Payload buffers in flight between the writer and the hashing thread.
+const STREAM_BUFFERS: usize = 4;
+const STREAM_BUFFER: usize = 1 << 20;
+
+enum Chunk {
+    Data(Arc<Vec<u8>>, usize),
+    End,
+}
+
+/// Write the data tar of `inputs` into `w`, reading each file once: this
+/// thread reads, compresses and writes; a second thread hashes the same
+/// buffers meanwhile. Returns each file's SHA-256. A file that is not
+/// exactly as large as when it was listed, or whose size or times changed
+/// by the end, is [`WriteError::InputChanged`].
+fn stream_payload<W: Write>(
+    w: W,
+    inputs: &[Input],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<[u8; 32]>, WriteError> {
+    use std::sync::mpsc;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(STREAM_BUFFERS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(STREAM_BUFFERS);
+        for _ in 0..STREAM_BUFFERS {
+            let _ = free_tx.send(Arc::new(vec![0u8; STREAM_BUFFER]));
+        }
+        let hasher = scope.spawn(move || {
+            let mut digests = Vec::new();
+            let mut h = RingSha256::default();
+            while let Ok(chunk) = full_rx.recv() {
+                match chunk {
+                    Chunk::Data(buf, n) => {
+                        h.update(&buf[..n]);
+                        if free_tx.send(buf).is_err() {
+                            break;
+                        }
+                    }
+                    Chunk::End => digests.push(core::mem::take(&mut h).finalize()),
+                }
+            }
+            digests
+        });
+        // On an early return, dropping `full_tx` and `free_rx` stops the
+        // hashing thread.
+        let e = || io_err("writing the artifact");
+        let stopped = || WriteError::Io {
+            what: "hashing the payload".into(),
+            error: io::Error::other("the hashing thread stopped"),
+        };
+        let mut dt = TarWriter::new(w);
+        for i in inputs {
+            dt.header(&i.name, i.size, i.mode, i.mtime, true)?;
+            let what = || format!("reading {}", i.path.display());
+            let mut f = File::open(&i.path).map_err(io_err(what()))?;
+            let mut left = i.size;
+            while left > 0 {
+                let mut arc = free_rx.recv().map_err(|_| stopped())?;
+                // The hashing thread has dropped its reference: this one is
+                // the only one left (else take a fresh buffer).
+                let buf = match Arc::get_mut(&mut arc) {
+                    Some(b) => b,
+                    None => {
+                        arc = Arc::new(vec![0u8; STREAM_BUFFER]);
+                        Arc::get_mut(&mut arc).ok_or_else(stopped)?
+                    }
+                };
+                let want = buf.len().min(left.try_into().unwrap_or(usize::MAX));
+                let mut n = 0;
+                while n < want {
+                    match f.read(&mut buf[n..want]) {
+                        Ok(0) => return Err(WriteError::InputChanged(i.path.clone())),
+                        Ok(k) => n += k,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => return Err(io_err(what())(err)),
+                    }
+                }
+                full_tx
+                    .send(Chunk::Data(Arc::clone(&arc), n))
+                    .map_err(|_| stopped())?;
+                dt.raw(&arc[..n]).map_err(e())?;
+                // Hashed and written: both passes at once.
+                progress(2 * n as u64);
+                left -= n as u64;
+            }
+            if f.read(&mut [0u8; 1]).map_err(io_err(what()))? != 0 || stamp(&i.path)? != i.stamp {
+                return Err(WriteError::InputChanged(i.path.clone()));
+            }
+            full_tx.send(Chunk::End).map_err(|_| stopped())?;
+            dt.pad().map_err(e())?;
+        }
+        dt.finish().map_err(e())?;
+        drop(full_tx);
+        let digests = hasher.join().map_err(|_| stopped())?;
+        if digests.len() != inputs.len() {
+            return Err(stopped());
+        }
+        Ok(digests)
+    })
+}
+
+/// Two passes over the payload: hash, then write.
+fn write_two_pass(
+    spec: &Spec,
+    signer: Option<&dyn Signer>,
+    out: &mut File,
+    mut inputs: Vec<Input>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, WriteError> {
+    // Pass 1: hash.
+    for i in &mut inputs {
+        let (size, digest) = hash_file(&i.path, progress)?;
+        if size != i.size {
+            return Err(WriteError::InputChanged(i.path.clone()));
+        }
+        i.digest = digest;
+    }
+    let suffix = spec.compression.suffix();
+    let header = compress_all(spec.compression, &header_tar(spec, &inputs)?)?;
+    let manifest = manifest_text(&inputs, &header, suffix);
+    let signature = sign_manifest(signer, &manifest)?;
 
     // The outer tar.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut outer = TarWriter::new(io::BufWriter::with_capacity(1 << 20, &mut *out));
-    outer.file("version", VERSION, 0o600, 0, false)?;
-    outer.file("manifest", manifest.as_bytes(), 0o600, 0, false)?;
-    if let Some(sig) = &signature {
-        outer.file("manifest.sig", sig.as_bytes(), 0o600, 0, false)?;
-    }
-    outer.file(&format!("header.tar{suffix}"), &header, 0o600, now, true)?;
+    write_leading(
+        &mut outer,
+        &manifest,
+        signature.as_deref(),
+        &header,
+        suffix,
+        now,
+    )?;
     // The data member: placeholder header, streamed content, then patch.
     let data_name = format!("data/0000.tar{suffix}");
     let header_at = outer.pos;
@@ -957,6 +1325,70 @@ pub fn write_to_path(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The gzip header member is padded to the exact size asked for, and
+    /// still decodes to the same tar; too little room is `None`.
+    #[test]
+    fn header_padding_is_exact_and_transparent() {
+        let tar: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let natural = compress_all(Compression::Gzip, &tar).unwrap().len();
+        for extra in [GZ_EXTRA_MIN, GZ_EXTRA_MIN + 1, GZ_EXTRA_MIN + 777] {
+            let g = fit_header(Compression::Gzip, &tar, natural + extra)
+                .unwrap()
+                .unwrap();
+            assert_eq!(g.len(), natural + extra);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(g.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == tar);
+        }
+        let short = fit_header(Compression::Gzip, &tar, natural + GZ_EXTRA_MIN - 1);
+        assert!(short.unwrap().is_none());
+        let exact = fit_header(Compression::None, &tar, tar.len());
+        assert!(exact.unwrap().is_some());
+        let long = fit_header(Compression::None, &tar, tar.len() + 1);
+        assert!(long.unwrap().is_none());
+    }
+
+    /// One pass, and the two-pass fallback after the data was written
+    /// once, make the same valid artifact: our reader checks every digest.
+    #[test]
+    fn one_pass_and_fallback_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = dir.path().join("image.ext4");
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&payload, &data).unwrap();
+        for compression in [Compression::Gzip, Compression::None] {
+            let spec = Spec {
+                payload: Some(Payload::RootfsImage {
+                    file: payload.clone(),
+                }),
+                name: "one-pass".into(),
+                device_types: vec!["board".into()],
+                compression,
+                ..Spec::default()
+            };
+            let mut seen = Vec::new();
+            for slack in [Some(GZ_HEADER_SLACK), None] {
+                let path = dir.path().join(format!("out-{}.mender", slack.is_some()));
+                let mut out = File::create(&path).unwrap();
+                let mut progress = 0;
+                let r = write_with_slack(&spec, None, &mut out, |n| progress += n, slack).unwrap();
+                drop(out);
+                // The fallback reads the payload twice more.
+                let passes = if slack.is_some() { 2 } else { 4 };
+                assert_eq!(progress, passes * data.len() as u64);
+                assert_eq!(r.artifact_bytes, std::fs::metadata(&path).unwrap().len());
+                let s = super::super::summarize(File::open(&path).unwrap(), &[], |_| {}).unwrap();
+                seen.push(s.files);
+            }
+            assert_eq!(seen[0], seen[1]);
+            assert_eq!(seen[0][0].digest, RingSha256::digest(&data));
+        }
+    }
 
     /// Alternating compressible and random chunks, in odd-sized writes,
     /// decode back exactly with an independent inflater (and compress).
