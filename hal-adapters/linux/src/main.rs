@@ -113,6 +113,38 @@ enum McubootCommand {
     Confirm(McubootSlotArgs),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum McubootModeArg {
+    /// MCUBOOT_SWAP_USING_SCRATCH (the default).
+    Scratch,
+    /// MCUBOOT_SWAP_USING_MOVE.
+    Move,
+    /// MCUBOOT_SWAP_USING_OFFSET.
+    Offset,
+    /// MCUBOOT_OVERWRITE_ONLY (no revert; swap_info is not written).
+    Overwrite,
+}
+
+impl McubootModeArg {
+    fn mode(self) -> updraft_boot::mcuboot::Mode {
+        use updraft_boot::mcuboot::Mode;
+        match self {
+            McubootModeArg::Scratch => Mode::SwapScratch,
+            McubootModeArg::Move => Mode::SwapMove,
+            McubootModeArg::Offset => Mode::SwapOffset,
+            McubootModeArg::Overwrite => Mode::OverwriteOnly,
+        }
+    }
+}
+
+fn parse_erased(s: &str) -> std::result::Result<u8, String> {
+    match mcuboot::parse_number(s) {
+        Ok(0xff) => Ok(0xff),
+        Ok(0) => Ok(0),
+        _ => Err(format!("{s:?}: the erased value is 0xff or 0x00")),
+    }
+}
+
 #[derive(Args)]
 struct McubootShowArgs {
     /// Slot size for reading the trailer (default: the file length).
@@ -121,6 +153,12 @@ struct McubootShowArgs {
     /// BOOT_MAX_ALIGN for reading the trailer (8, 16 or 32; default 8).
     #[arg(long)]
     align: Option<u32>,
+    /// The bootloader's update mode.
+    #[arg(long, value_enum, default_value = "scratch")]
+    mode: McubootModeArg,
+    /// What erased flash reads as (0xff, or 0x00 like imgtool -R 0).
+    #[arg(long = "erased-value", value_name = "BYTE", default_value = "0xff", value_parser = parse_erased)]
+    erased: u8,
     /// The image or slot file.
     image: PathBuf,
 }
@@ -144,9 +182,15 @@ struct McubootSlotArgs {
     /// --write-size is given.
     #[arg(long, required = true)]
     align: u32,
-    /// Flash write size (a power of two up to --align).
+    /// Flash write size (a power of two up to --align; imgtool's --align).
     #[arg(long)]
     write_size: Option<u32>,
+    /// The bootloader's update mode.
+    #[arg(long, value_enum, default_value = "scratch")]
+    mode: McubootModeArg,
+    /// What erased flash reads as (0xff, or 0x00 like imgtool -R 0).
+    #[arg(long = "erased-value", value_name = "BYTE", default_value = "0xff", value_parser = parse_erased)]
+    erased: u8,
     /// The slot file.
     slot: PathBuf,
 }
@@ -554,8 +598,10 @@ fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
 fn mcuboot_slot(a: &McubootSlotArgs) -> mcuboot::Slot {
     mcuboot::Slot {
         size: a.slot_size,
+        mode: a.mode.mode(),
         max_align: a.align,
         write_size: a.write_size.unwrap_or(a.align),
+        erased: a.erased,
     }
 }
 
@@ -563,7 +609,9 @@ fn mcuboot_cmd(c: McubootCommand) -> Result<()> {
     match c {
         McubootCommand::Show(a) => {
             let mut out = io::stdout().lock();
-            mcuboot::show(&a.image, a.slot_size, a.align, &mut out)?;
+            let align = a.align.unwrap_or(8);
+            let lay = mcuboot::layout(a.mode.mode(), align, align, a.erased)?;
+            mcuboot::show(&a.image, a.slot_size, &lay, &mut out)?;
         }
         McubootCommand::Verify(a) => {
             let key = a.key.as_deref().map(mcuboot::load_public_key).transpose()?;

@@ -10,7 +10,9 @@
 //!   derived). Ed25519 private keys are refused with a hint to run
 //!   `imgtool getpub`.
 //! * [`set_pending`] / [`confirm`]: MCUboot's `boot_set_pending` and
-//!   `boot_set_confirmed` on a slot file (swap-scratch layout).
+//!   `boot_set_confirmed` on a slot file, for the bootloader's update mode
+//!   (swap using scratch, move or offset; overwrite-only), BOOT_MAX_ALIGN,
+//!   flash write size and erased value ([`Slot`]).
 
 use std::fmt;
 use std::io::Write;
@@ -179,18 +181,30 @@ fn write_state(out: &mut dyn Write, s: &SwapState) -> std::io::Result<()> {
     writeln!(out, "  image_ok: {}", flag(s.image_ok))
 }
 
-fn layout(max_align: u32, write_size: u32) -> Result<TrailerLayout, McubootError> {
-    TrailerLayout::new(Mode::SwapScratch, max_align, write_size, 0xff)
-        .map_err(|e| McubootError(e.to_string()))
+/// The trailer layout for `mode`, BOOT_MAX_ALIGN `max_align`, flash
+/// write size `write_size` and erased value `erased`, or an error that
+/// says which one is wrong.
+pub fn layout(
+    mode: Mode,
+    max_align: u32,
+    write_size: u32,
+    erased: u8,
+) -> Result<TrailerLayout, McubootError> {
+    if erased != 0xff && erased != 0x00 {
+        return Err(McubootError(format!(
+            "erased value {erased:#04x} is neither 0xff nor 0x00"
+        )));
+    }
+    TrailerLayout::new(mode, max_align, write_size, erased).map_err(|e| McubootError(e.to_string()))
 }
 
 /// Prints an image's header, TLVs and (when the file extends past the
 /// TLVs) its trailer, read with slot size `slot_size` (default: the file
-/// length) and BOOT_MAX_ALIGN `max_align` (default 8).
+/// length) and the trailer layout `lay`.
 pub fn show(
     path: &Path,
     slot_size: Option<u64>,
-    max_align: Option<u32>,
+    lay: &TrailerLayout,
     out: &mut dyn Write,
 ) -> Result<(), McubootError> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
@@ -261,8 +275,6 @@ pub fn show(
         .map_err(io)?;
         return Ok(());
     }
-    let align = max_align.unwrap_or(8);
-    let lay = layout(align, align)?;
     let mut storage = FileStorage::open_read_only(path).map_err(|e| err(path, e))?;
     let state = trailer::read_state(
         &mut storage,
@@ -271,26 +283,39 @@ pub fn show(
             size,
             sector_size: size,
         },
-        &lay,
+        lay,
     )
     .map_err(|e| err(path, e))?;
-    writeln!(out, "trailer (slot size {size:#x}, max-align {align}):").map_err(io)?;
+    writeln!(
+        out,
+        "trailer (slot size {size:#x}, {:?}, max-align {}, erased {:#04x}):",
+        lay.mode(),
+        lay.max_align(),
+        lay.erased()
+    )
+    .map_err(io)?;
     write_state(out, &state).map_err(io)
 }
 
-/// The slot on which [`set_pending`] and [`confirm`] work.
+/// The slot on which [`set_pending`] and [`confirm`] work, and how the
+/// bootloader was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     /// Slot size (the trailer ends there).
     pub size: u64,
-    /// BOOT_MAX_ALIGN (8, 16, 32).
+    /// The bootloader's update mode.
+    pub mode: Mode,
+    /// BOOT_MAX_ALIGN (8, 16, 32; imgtool's `--max-align`).
     pub max_align: u32,
-    /// Flash write size (a power of two up to `max_align`).
+    /// Flash write size (a power of two up to `max_align`; imgtool's
+    /// `--align`).
     pub write_size: u32,
+    /// What erased flash reads as: 0xff, or 0x00 (imgtool's `-R 0`).
+    pub erased: u8,
 }
 
 fn open_slot(path: &Path, slot: &Slot) -> Result<(FileStorage, Area, TrailerLayout), McubootError> {
-    let lay = layout(slot.max_align, slot.write_size)?;
+    let lay = layout(slot.mode, slot.max_align, slot.write_size, slot.erased)?;
     lay.check_slot(slot.size)
         .map_err(|e| McubootError(e.to_string()))?;
     let len = std::fs::metadata(path).map_err(|e| err(path, e))?.len();
@@ -299,8 +324,8 @@ fn open_slot(path: &Path, slot: &Slot) -> Result<(FileStorage, Area, TrailerLayo
             path,
             format!(
                 "the file is {len:#x} bytes, shorter than the slot size {:#x}: pad it to the \
-                 slot size with 0xff (e.g. `imgtool sign --pad`, then erase the trailer)",
-                slot.size
+                 slot size with the erased value {:#04x}",
+                slot.size, slot.erased
             ),
         ));
     }
@@ -324,7 +349,11 @@ pub fn set_pending(path: &Path, slot: &Slot, permanent: bool) -> Result<String, 
         Outcome::Written => format!(
             "{}: marked pending ({})",
             path.display(),
-            if permanent { "permanent" } else { "test" }
+            match (slot.mode, permanent) {
+                (Mode::OverwriteOnly, _) => "overwrite",
+                (_, true) => "permanent",
+                (_, false) => "test",
+            }
         ),
         Outcome::Unchanged => {
             let state = trailer::read_state(&mut storage, area, &lay).map_err(|e| err(path, e))?;

@@ -522,3 +522,256 @@ fn mcuboot_set_pending_seen_by_imgtool() {
     );
     assert!(err.contains("shorter than the slot size"), "{err}");
 }
+
+/// An unsigned image (deterministic: imgtool adds only the SHA-256 TLV)
+/// signed with `extra` options: `pad` selects `--pad`/`--confirm` (the
+/// whole slot, trailer written by imgtool); without it the image is
+/// padded here to the slot size with the erased value.
+fn unsigned_slot(dir: &Path, name: &str, extra: &[&str], pad: Option<&str>, erased: u8) -> PathBuf {
+    let app = dir.join("app.bin");
+    if !app.exists() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| (i * 13 % 251) as u8).collect();
+        std::fs::write(&app, payload).unwrap();
+    }
+    let out = dir.join(name);
+    let mut cmd = imgtool();
+    cmd.args([
+        "sign",
+        "--header-size",
+        "0x200",
+        "--pad-header",
+        "--version",
+        "1.0.0",
+        "--slot-size",
+        "0x20000",
+    ])
+    .args(extra);
+    if let Some(p) = pad {
+        cmd.arg(p);
+    }
+    ok(cmd.arg(&app).arg(&out));
+    if pad.is_none() {
+        let mut bytes = std::fs::read(&out).unwrap();
+        bytes.resize(0x20000, erased);
+        std::fs::write(&out, bytes).unwrap();
+    }
+    out
+}
+
+/// `set-pending` / `confirm` for every update mode, BOOT_MAX_ALIGN, write
+/// size and erased value the library supports, compared byte for byte
+/// with the slot imgtool writes for the same request (`--pad` = test,
+/// `--confirm` = permanent, `--overwrite-only`, `--max-align`, `--align`,
+/// `-R 0`). imgtool never writes swap_info; MCUboot's boot_set_pending
+/// does (spec 1.6), so that one cell is the only difference allowed, and
+/// it must hold the swap type.
+#[test]
+fn mcuboot_modes_alignments_and_erased_values_match_imgtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const S: usize = 0x20000;
+    struct Case {
+        mode: &'static str,
+        max_align: usize,
+        write: usize,
+        erased: u8,
+        permanent: bool,
+        imgtool: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            mode: "scratch",
+            max_align: 8,
+            write: 8,
+            erased: 0xff,
+            permanent: true,
+            imgtool: &["--align", "8"],
+        },
+        Case {
+            mode: "scratch",
+            max_align: 8,
+            write: 4,
+            erased: 0x00,
+            permanent: true,
+            imgtool: &["--align", "4", "-R", "0"],
+        },
+        Case {
+            mode: "move",
+            max_align: 16,
+            write: 16,
+            erased: 0xff,
+            permanent: false,
+            imgtool: &["--align", "16"],
+        },
+        Case {
+            mode: "offset",
+            max_align: 32,
+            write: 8,
+            erased: 0xff,
+            permanent: true,
+            imgtool: &["--align", "8", "--max-align", "32"],
+        },
+        Case {
+            mode: "offset",
+            max_align: 32,
+            write: 8,
+            erased: 0x00,
+            permanent: false,
+            imgtool: &["--align", "8", "--max-align", "32", "-R", "0"],
+        },
+        Case {
+            mode: "overwrite",
+            max_align: 8,
+            write: 8,
+            erased: 0xff,
+            permanent: false,
+            imgtool: &["--align", "8", "--overwrite-only"],
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let label = format!(
+            "case {i} ({} A={} W={} erased {:#04x})",
+            c.mode, c.max_align, c.write, c.erased
+        );
+        let ours = unsigned_slot(d, &format!("ours{i}.bin"), c.imgtool, None, c.erased);
+        let reference = unsigned_slot(
+            d,
+            &format!("ref{i}.bin"),
+            c.imgtool,
+            Some(if c.permanent { "--confirm" } else { "--pad" }),
+            c.erased,
+        );
+        let flags = [
+            "--slot-size".to_owned(),
+            format!("{S:#x}"),
+            "--align".to_owned(),
+            c.max_align.to_string(),
+            "--write-size".to_owned(),
+            c.write.to_string(),
+            "--mode".to_owned(),
+            c.mode.to_owned(),
+            "--erased-value".to_owned(),
+            format!("{:#04x}", c.erased),
+        ];
+        let mut cmd = updraft();
+        cmd.args(["mcuboot", "set-pending"]).args(&flags);
+        if c.permanent {
+            cmd.arg("--permanent");
+        }
+        let said = ok(cmd.arg(&ours));
+        assert!(said.contains("marked pending"), "{label}: {said}");
+
+        let mut want = std::fs::read(&reference).unwrap();
+        let got = std::fs::read(&ours).unwrap();
+        let a = c.max_align;
+        let image_ok = (S - 16 - a) & !(a - 1);
+        let swap_info = image_ok - 2 * a;
+        if c.mode != "overwrite" {
+            // Only swap_info may differ: one write-size cell, type 2/3.
+            assert!(
+                want[swap_info..swap_info + c.write]
+                    .iter()
+                    .all(|&b| b == c.erased),
+                "{label}"
+            );
+            want[swap_info] = if c.permanent { 3 } else { 2 };
+        }
+        let diff: Vec<usize> = (0..S).filter(|&j| want[j] != got[j]).collect();
+        assert!(
+            diff.is_empty(),
+            "{label}: differs from imgtool at {:x?}",
+            &diff[..diff.len().min(8)]
+        );
+        // The magic is in place, so a second request writes nothing.
+        let again = ok(updraft()
+            .args(["mcuboot", "set-pending"])
+            .args(&flags)
+            .arg(&ours));
+        assert!(again.contains("nothing written"), "{label}: {again}");
+        // Our own reader, told the same layout, sees the request.
+        let shown = ok(updraft()
+            .args([
+                "mcuboot",
+                "show",
+                "--slot-size",
+                &format!("{S:#x}"),
+                "--align",
+            ])
+            .arg(c.max_align.to_string())
+            .args([
+                "--mode",
+                c.mode,
+                "--erased-value",
+                &format!("{:#04x}", c.erased),
+            ])
+            .arg(&ours));
+        assert!(shown.contains("magic: good"), "{label}: {shown}");
+        let ok_line = if c.permanent {
+            "image_ok: set (0x01)"
+        } else {
+            "image_ok: unset"
+        };
+        assert!(shown.contains(ok_line), "{label}: {shown}");
+
+        // Confirm (as if this slot had been swapped in as the primary):
+        // image_ok set in its cell, nothing else.
+        if !c.permanent {
+            ok(updraft()
+                .args(["mcuboot", "confirm"])
+                .args(&flags)
+                .arg(&ours));
+            let after = std::fs::read(&ours).unwrap();
+            let changed: Vec<usize> = (0..S).filter(|&j| after[j] != got[j]).collect();
+            assert_eq!(changed, vec![image_ok], "{label}: confirm wrote elsewhere");
+            assert_eq!(after[image_ok], 1, "{label}");
+        }
+    }
+    // With the wrong erased value the erased trailer reads as corrupt and
+    // nothing is written; a bad value is refused by name.
+    let zero = unsigned_slot(d, "zero.bin", &["--align", "8", "-R", "0"], None, 0x00);
+    let before = std::fs::read(&zero).unwrap();
+    let err = fails(
+        updraft()
+            .args([
+                "mcuboot",
+                "set-pending",
+                "--slot-size",
+                "0x20000",
+                "--align",
+                "8",
+            ])
+            .arg(&zero),
+    );
+    assert!(err.contains("magic is corrupt"), "{err}");
+    assert_eq!(std::fs::read(&zero).unwrap(), before);
+    let err = fails(
+        updraft()
+            .args([
+                "mcuboot",
+                "set-pending",
+                "--slot-size",
+                "0x20000",
+                "--align",
+                "8",
+                "--erased-value",
+                "0x7f",
+            ])
+            .arg(&zero),
+    );
+    assert!(err.contains("0xff or 0x00"), "{err}");
+    let err = fails(
+        updraft()
+            .args([
+                "mcuboot",
+                "set-pending",
+                "--slot-size",
+                "0x20000",
+                "--align",
+                "8",
+                "--write-size",
+                "16",
+            ])
+            .arg(&zero),
+    );
+    assert!(err.contains("write size 16"), "{err}");
+}
