@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------- install
-APT_PACKAGES=(mender-artifact mender-client xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common python3-venv)
+APT_PACKAGES=(mender-artifact mender-client postgresql xz-utils zstd openssl libubootenv-tool u-boot-tools grub-common python3-venv)
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
   missing=()
@@ -60,6 +60,34 @@ cargo build -p updraft-boot --no-default-features --features alloc --target thum
 
 say "docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# ---------------------------------------------------------------- PostgreSQL
+# For updraft-server's tests only: its API suite (server-stub/tests/api.rs)
+# runs on SQLite and on PostgreSQL. Start Debian's PostgreSQL cluster, make a
+# test role, drop the per-test databases (updraft_t_*) of earlier runs, and
+# point the tests at it. Skipped when UPDRAFT_TEST_POSTGRES_URL is already set
+# or PostgreSQL is not installed.
+if [ -z "${UPDRAFT_TEST_POSTGRES_URL:-}" ] && command -v pg_lsclusters >/dev/null; then
+  as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else sudo -u postgres "$@"; fi
+  }
+  pg_line=$(pg_lsclusters -h | head -n1)
+  if [ -n "$pg_line" ]; then
+    read -r pg_ver pg_cluster pg_port _ <<<"$pg_line"
+    say "starting PostgreSQL $pg_ver/$pg_cluster on port $pg_port for updraft-server's tests"
+    as_postgres pg_ctlcluster "$pg_ver" "$pg_cluster" start 2>/dev/null || true
+    as_postgres psql -p "$pg_port" -qAtX -v ON_ERROR_STOP=1 <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'updraft_test') THEN
+    CREATE ROLE updraft_test LOGIN SUPERUSER PASSWORD 'updraft_test';
+  END IF;
+END $$;
+SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname LIKE 'updraft\_t\_%' \gexec
+SQL
+    export UPDRAFT_TEST_POSTGRES_URL="postgres://updraft_test:updraft_test@127.0.0.1:$pg_port/postgres"
+    export UPDRAFT_REQUIRE_POSTGRES=1
+  fi
+fi
 
 say "tests (std: ring SHA-256, zlib-rs inflate, xz)"
 cargo test --workspace

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{single_file_artifact, App, SimDevice};
+use common::{single_file_artifact, App, Db, SimDevice};
 use serde_json::{json, Value};
 
 const NEXT_V2: &str = "/api/devices/v2/deployments/device/deployments/next";
@@ -56,6 +56,43 @@ fn provides(name: &str, device_type: &str) -> Value {
     json!({"device_provides": {"artifact_name": name, "device_type": device_type}, "update_control_map": true})
 }
 
+/// Run a test on SQLite and on PostgreSQL (the latter when
+/// `UPDRAFT_TEST_POSTGRES_URL` is set; see `common::postgres_base`).
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Db::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(Db::Postgres).await
+            }
+        }
+    };
+}
+
+/// The app for `db`, or return from the test saying why not.
+macro_rules! app_on {
+    ($db:expr) => {
+        app_on!($db, |_| {})
+    };
+    ($db:expr, $tweak:expr) => {
+        match App::on_with($db, $tweak).await {
+            Some(app) => app,
+            None => {
+                eprintln!(
+                    "SKIPPED on {:?}: set UPDRAFT_TEST_POSTGRES_URL to run it",
+                    $db
+                );
+                return;
+            }
+        }
+    };
+}
+
 fn have_mender_artifact() -> bool {
     std::process::Command::new("mender-artifact")
         .arg("--version")
@@ -63,9 +100,9 @@ fn have_mender_artifact() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test]
-async fn admission_tokens_and_their_apis() {
-    let app = App::new().await;
+on_both!(admission_tokens_and_their_apis);
+async fn admission_tokens_and_their_apis(db: Db) {
+    let app = app_on!(db);
     let admin = app.login().await;
     let dev = SimDevice::p256("02:00:00:00:00:01");
     let (id, token) = admit(&app, &admin, &dev).await;
@@ -222,9 +259,9 @@ async fn admission_tokens_and_their_apis() {
     .assert_error(401);
 }
 
-#[tokio::test]
-async fn bad_requests_get_clear_errors_and_change_nothing() {
-    let app = App::new().await;
+on_both!(bad_requests_get_clear_errors_and_change_nothing);
+async fn bad_requests_get_clear_errors_and_change_nothing(db: Db) {
+    let app = app_on!(db);
     let admin = app.login().await;
     let dev = SimDevice::ed25519("02:00:00:00:00:02");
     let other = SimDevice::ed25519("02:00:00:00:00:03");
@@ -442,13 +479,13 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     );
 }
 
-#[tokio::test]
-async fn simulated_device_runs_a_deployment() {
+on_both!(simulated_device_runs_a_deployment);
+async fn simulated_device_runs_a_deployment(db: Db) {
     if !have_mender_artifact() {
         eprintln!("SKIPPED simulated_device_runs_a_deployment: mender-artifact is not installed");
         return;
     }
-    let app = App::new().await;
+    let app = app_on!(db);
     let admin = app.login().await;
     let dev = SimDevice::ed25519("02:00:00:00:00:04");
     let (id, token) = admit(&app, &admin, &dev).await;
@@ -833,10 +870,10 @@ async fn simulated_device_runs_a_deployment() {
         .exists());
 }
 
-#[tokio::test]
-async fn keys_rotate_without_logging_anyone_out() {
-    let data = tempfile::tempdir().unwrap();
-    let app = App::open(data, |_| {}).await;
+on_both!(keys_rotate_without_logging_anyone_out);
+async fn keys_rotate_without_logging_anyone_out(db: Db) {
+    let app = app_on!(db);
+    let url = app.database_url();
     let old_admin = app.login().await;
     let dev = SimDevice::ed25519("02:00:00:00:00:05");
     let (_, old_dev) = admit(&app, &old_admin, &dev).await;
@@ -858,7 +895,7 @@ async fn keys_rotate_without_logging_anyone_out() {
     )
     .unwrap();
     let App { data, .. } = app;
-    let app = App::open(data, |_| {}).await;
+    let app = App::open(data, |c| c.database_url = url.clone()).await;
     assert_eq!(app.server.setup().signing_key_id, 1);
     let new_admin = app.login().await;
     let header = |t: &str| {
@@ -891,7 +928,7 @@ async fn keys_rotate_without_logging_anyone_out() {
     // Retire key 0: its tokens stop working, key 1's keep working.
     std::fs::remove_file(app.data.path().join("keys").join("private.id.0.pem")).unwrap();
     let App { data, .. } = app;
-    let app = App::open(data, |_| {}).await;
+    let app = App::open(data, |c| c.database_url = url.clone()).await;
     app.req(
         "GET",
         "/api/management/v2/devauth/devices",
@@ -922,12 +959,9 @@ async fn keys_rotate_without_logging_anyone_out() {
     );
 }
 
-#[tokio::test]
-async fn failed_logins_are_rate_limited() {
-    let app = App::open(tempfile::tempdir().unwrap(), |c| {
-        c.login_attempts_per_minute = 3
-    })
-    .await;
+on_both!(failed_logins_are_rate_limited);
+async fn failed_logins_are_rate_limited(db: Db) {
+    let app = app_on!(db, |c| c.login_attempts_per_minute = 3);
     let login = |pw: &'static str| {
         use base64ct::Encoding;
         let basic = base64ct::Base64::encode_string(format!("{}:{pw}", common::ADMIN).as_bytes());
@@ -951,6 +985,9 @@ async fn failed_logins_are_rate_limited() {
         )
         .await;
     assert_eq!(r.assert_error(401), "invalid or missing auth header");
+    if db != Db::Sqlite {
+        return;
+    }
     // The stored hash is argon2id, never the password.
     // (SQLite in WAL mode: recent pages are in the -wal file.)
     let mut db = std::fs::read(app.data.path().join("updraft.db")).unwrap();

@@ -269,9 +269,69 @@ impl Resp {
     }
 }
 
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server for tests (`UPDRAFT_TEST_POSTGRES_URL`, e.g.
+/// `postgres://updraft_test:updraft_test@127.0.0.1:5432/postgres`), or
+/// `None` (the test then prints why it is skipped, or fails when
+/// `UPDRAFT_REQUIRE_POSTGRES` is set).
+pub fn postgres_base() -> Option<String> {
+    match std::env::var("UPDRAFT_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var_os("UPDRAFT_REQUIRE_POSTGRES").is_some() {
+                panic!("UPDRAFT_REQUIRE_POSTGRES is set but UPDRAFT_TEST_POSTGRES_URL is not");
+            }
+            None
+        }
+    }
+}
+
+/// A fresh, empty database on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres_db(base: &str) -> String {
+    use sqlx::ConnectOptions;
+    let name = format!("updraft_t_{}", uuid::Uuid::new_v4().simple());
+    let opts: sqlx::postgres::PgConnectOptions = base.parse().unwrap();
+    let mut conn = opts.connect().await.unwrap();
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}")
+}
+
 impl App {
     pub async fn new() -> App {
         Self::open(tempfile::tempdir().unwrap(), |_| {}).await
+    }
+
+    /// A new app on `db`; `None` when that database is not available here.
+    pub async fn on(db: Db) -> Option<App> {
+        Self::on_with(db, |_| {}).await
+    }
+
+    pub async fn on_with(db: Db, tweak: impl FnOnce(&mut updraft_server::Config)) -> Option<App> {
+        let url = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(fresh_postgres_db(&postgres_base()?).await),
+        };
+        Some(
+            Self::open(tempfile::tempdir().unwrap(), |c| {
+                c.database_url = url;
+                tweak(c);
+            })
+            .await,
+        )
+    }
+
+    /// This app's configuration's database URL, for reopening.
+    pub fn database_url(&self) -> Option<String> {
+        self.server.state().config.database_url.clone()
     }
 
     pub async fn open(
