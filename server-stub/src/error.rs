@@ -147,15 +147,31 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
             tracing::debug!(request_id = %id, %method, %path, %status, "{message}");
         }
         resp = error_body(status, &message, &id, resp);
-    } else if (status.is_client_error() || status.is_server_error())
-        && !resp.headers().contains_key(header::CONTENT_TYPE)
-    {
-        let message = match status {
-            StatusCode::NOT_FOUND => "Resource not found",
-            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
-            other => other.canonical_reason().unwrap_or("error"),
-        };
-        resp = error_body(status, message, &id, resp);
+    } else if status.is_client_error() || status.is_server_error() {
+        // The framework's own rejections (bad path or query, 405, ...) come
+        // as plain text or empty: give them the same JSON form.
+        let plain = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| ct.starts_with("text/plain"));
+        if plain != Some(false) {
+            let (parts, body) = resp.into_parts();
+            let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let message = match (status, text.trim()) {
+                (_, t) if !t.is_empty() => t.to_owned(),
+                (StatusCode::NOT_FOUND, _) => "Resource not found".to_owned(),
+                (StatusCode::METHOD_NOT_ALLOWED, _) => "Method not allowed".to_owned(),
+                (other, _) => other.canonical_reason().unwrap_or("error").to_owned(),
+            };
+            resp = error_body(
+                status,
+                &message,
+                &id,
+                Response::from_parts(parts, Body::empty()),
+            );
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);

@@ -437,6 +437,20 @@ async fn bad_requests_get_clear_errors_and_change_nothing(db: Db) {
     app.req("GET", "/no/such/route", None, None)
         .await
         .assert_error(404);
+    // The framework's own rejections use the same error form.
+    app.req(
+        "DELETE",
+        "/api/management/v1/useradm/auth/login",
+        None,
+        None,
+    )
+    .await
+    .assert_error(405);
+    let msg = app
+        .req("GET", "/api/devices/v1/download/x?expire=soon", None, None)
+        .await
+        .assert_error(400);
+    assert!(msg.contains("expire") || msg.contains("sig"), "{msg}");
     // Uploads: not multipart, no artifact part, not an artifact.
     let r = app
         .req(

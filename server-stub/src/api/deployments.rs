@@ -119,6 +119,9 @@ pub async fn upload_artifact(
             "artifact" => {
                 let id = artifact_id.take().unwrap_or_else(db::new_id);
                 let part = st.artifact_dir.join(format!("{id}.part"));
+                // Removes the partial file however this handler ends (even
+                // when the client goes away mid-upload); renamed on success.
+                let _guard = PartFile(part.clone());
                 let (tx, handle) = artifacts::spawn_check(part.clone());
                 let mut total: u64 = 0;
                 let mut failure = None;
@@ -159,18 +162,8 @@ pub async fn upload_artifact(
                         _ => Ok((parsed, size)),
                     },
                 };
-                let (parsed, size) = match result {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = tokio::fs::remove_file(&part).await;
-                        return Err(e);
-                    }
-                };
-                let res = store_artifact(&st, &id, &part, &description, &parsed, size).await;
-                if res.is_err() {
-                    let _ = tokio::fs::remove_file(&part).await;
-                }
-                res?;
+                let (parsed, size) = result?;
+                store_artifact(&st, &id, &part, &description, &parsed, size).await?;
                 return Ok(created(format!(
                     "./management/v1/deployments/artifacts/{id}"
                 )));
@@ -181,6 +174,15 @@ pub async fn upload_artifact(
     Err(ApiError::bad_request(
         "request does not contain the artifact file",
     ))
+}
+
+/// Deletes an upload's `.part` file when dropped (a no-op once renamed).
+struct PartFile(std::path::PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 async fn store_artifact(
