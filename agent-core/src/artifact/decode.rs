@@ -5,7 +5,9 @@
 //!
 //! A decoder is fed compressed bytes and keeps its decompressed output
 //! inside; the caller drains [`Decoder::pending`] completely before feeding
-//! more.
+//! more. With `std`, the content of stored deflate blocks (incompressible
+//! data) is not copied: the caller takes it from its own input
+//! ([`Decoder::stored_input`]).
 
 // Without `std` the only backend is gzip, so matches on it are irrefutable.
 #![cfg_attr(not(feature = "std"), allow(irrefutable_let_patterns))]
@@ -182,6 +184,24 @@ mod inflate {
             let out = (self.z.total_out() - out0) as usize;
             Ok((used, 0, out, status == Status::StreamEnd))
         }
+        /// Give a fresh inflater the history `a` then `b` (at most 32 KiB
+        /// in all) as if it had decoded it: one stored block, its output
+        /// discarded. The stream then continues at a block boundary.
+        pub fn prime(&mut self, a: &[u8], b: &[u8]) -> Result<(), DecodeError> {
+            let len = u16::try_from(a.len() + b.len()).map_err(|_| DecodeError::Deflate)?;
+            let (l, n) = (len.to_le_bytes(), (!len).to_le_bytes());
+            for part in [&[0, l[0], l[1], n[0], n[1]][..], a, b] {
+                let mut part = part;
+                while !part.is_empty() {
+                    let (used, _, _, done) = self.run(part)?;
+                    if done || used == 0 {
+                        return Err(DecodeError::Deflate);
+                    }
+                    part = &part[used..];
+                }
+            }
+            Ok(())
+        }
         pub fn output(&self, start: usize, end: usize) -> &[u8] {
             &self.out[start..end]
         }
@@ -352,6 +372,80 @@ enum Gz {
     MemberEnd,
 }
 
+/// Where the deflate stream is, for the stored-block fast path (`std`):
+/// stored blocks (what deflate writes for incompressible data) are not
+/// copied through the inflater; the caller takes their bytes straight from
+/// its input ([`Decoder::stored_input`], [`Decoder::take_stored`]). At the
+/// first other block the inflater takes over for the rest of the stream,
+/// primed with the last 32 KiB of output.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocks {
+    /// At a byte-aligned block boundary, before the inflater took over.
+    Boundary,
+    /// Reading a stored block's header byte, LEN and NLEN (in `small`).
+    StoredHeader,
+    /// Inside a stored block: `left` bytes to come; `last`: BFINAL.
+    Stored { left: u16, last: bool },
+    /// The inflater has the stream.
+    Inflater,
+}
+
+/// Deflate's window: the history a back-reference may reach.
+#[cfg(feature = "std")]
+const WINDOW: usize = 32 * 1024;
+
+/// The last [`WINDOW`] bytes of stored-block output, kept only where the
+/// inflater might need them (see [`Decoder::take_stored`]).
+#[cfg(feature = "std")]
+struct History {
+    ring: alloc::vec::Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+#[cfg(feature = "std")]
+impl History {
+    fn new() -> Self {
+        History {
+            ring: alloc::vec![0; WINDOW],
+            pos: 0,
+            len: 0,
+        }
+    }
+    fn clear(&mut self) {
+        self.pos = 0;
+        self.len = 0;
+    }
+    fn push(&mut self, d: &[u8]) {
+        let d = &d[d.len().saturating_sub(WINDOW)..];
+        let first = core::cmp::min(WINDOW - self.pos, d.len());
+        self.ring[self.pos..self.pos + first].copy_from_slice(&d[..first]);
+        self.ring[..d.len() - first].copy_from_slice(&d[first..]);
+        self.pos = (self.pos + d.len()) % WINDOW;
+        self.len = core::cmp::min(WINDOW, self.len + d.len());
+    }
+    /// The kept bytes, oldest first, in two pieces.
+    fn pieces(&self) -> (&[u8], &[u8]) {
+        let start = (self.pos + WINDOW - self.len) % WINDOW;
+        if start + self.len <= WINDOW {
+            (&self.ring[start..start + self.len], &[])
+        } else {
+            (&self.ring[start..], &self.ring[..self.pos])
+        }
+    }
+}
+
+/// True if `after` shows a stored block of at least [`WINDOW`] bytes
+/// starting `at` bytes in: the history before it will never be needed.
+#[cfg(feature = "std")]
+fn big_stored_block_at(after: &[u8], at: usize) -> bool {
+    match after.get(at..at + 3) {
+        Some(h) => (h[0] >> 1) & 3 == 0 && usize::from(u16::from_le_bytes([h[1], h[2]])) >= WINDOW,
+        None => false,
+    }
+}
+
 enum Backend {
     Gzip(inflate::Inflate),
     #[cfg(feature = "std")]
@@ -371,6 +465,10 @@ pub struct Decoder {
     size: u32,
     out: (usize, usize),
     done: bool,
+    #[cfg(feature = "std")]
+    blocks: Blocks,
+    #[cfg(feature = "std")]
+    history: History,
 }
 
 impl Decoder {
@@ -386,6 +484,10 @@ impl Decoder {
             size: 0,
             out: (0, 0),
             done: false,
+            #[cfg(feature = "std")]
+            blocks: Blocks::Boundary,
+            #[cfg(feature = "std")]
+            history: History::new(),
         }
     }
 
@@ -413,7 +515,64 @@ impl Decoder {
         self.size = 0;
         self.out = (0, 0);
         self.done = false;
+        self.new_deflate_stream();
         Ok(())
+    }
+
+    fn new_deflate_stream(&mut self) {
+        #[cfg(feature = "std")]
+        {
+            self.blocks = Blocks::Boundary;
+            self.history.clear();
+        }
+    }
+
+    /// How many of the next input bytes are the content of a stored
+    /// deflate block: the decompressed data itself. The caller may take
+    /// them from its input directly, telling [`Decoder::take_stored`],
+    /// instead of feeding them (which then consumes nothing).
+    pub fn stored_input(&self) -> usize {
+        #[cfg(feature = "std")]
+        if let (Gz::Body, Blocks::Stored { left, .. }) = (self.gz, self.blocks) {
+            return usize::from(left);
+        }
+        0
+    }
+
+    /// The caller took `data`, the next bytes of input (at most
+    /// [`Decoder::stored_input`]), as decompressed output; `after` is the
+    /// input that follows it (if any is at hand). Checks them into the
+    /// CRC, and keeps the bytes a later compressed block may refer back
+    /// to: those within 32 KiB of the block's end, unless `after` shows
+    /// that a stored block of 32 KiB or more comes next, or this is the
+    /// last block.
+    #[cfg_attr(not(feature = "std"), allow(unused_variables))]
+    pub fn take_stored(&mut self, data: &[u8], after: &[u8]) {
+        #[cfg(feature = "std")]
+        if let Blocks::Stored { left, last } = self.blocks {
+            let data = &data[..core::cmp::min(data.len(), usize::from(left))];
+            self.crc.update(data);
+            self.size = self.size.wrapping_add(data.len() as u32);
+            let left = left - data.len() as u16;
+            let keep = WINDOW.saturating_sub(usize::from(left));
+            if keep > 0 && !last && !big_stored_block_at(after, usize::from(left)) {
+                self.history.push(&data[data.len().saturating_sub(keep)..]);
+            }
+            self.blocks = Blocks::Stored { left, last };
+            if left == 0 {
+                self.end_stored_block();
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    fn end_stored_block(&mut self) {
+        if let Blocks::Stored { last: true, .. } = self.blocks {
+            self.gz = Gz::Trailer;
+            self.small_len = 0;
+        } else {
+            self.blocks = Blocks::Boundary;
+        }
     }
 
     /// Decompressed bytes not yet taken by the caller.
@@ -461,6 +620,10 @@ impl Decoder {
             }
             Backend::Gzip(inf) => {
                 if self.gz != Gz::Body {
+                    return Ok(false);
+                }
+                #[cfg(feature = "std")]
+                if self.blocks != Blocks::Inflater {
                     return Ok(false);
                 }
                 let (_, start, len, done) = inf.run(&[])?;
@@ -545,6 +708,7 @@ impl Decoder {
                     self.small_len = 0;
                     self.crc = crc32fast::Hasher::new();
                     self.size = 0;
+                    self.new_deflate_stream();
                 }
                 Gz::Fixed | Gz::ExtraLen | Gz::Trailer => {
                     let need = match self.gz {
@@ -622,6 +786,51 @@ impl Decoder {
                     let Backend::Gzip(inf) = &mut self.backend else {
                         return Err(DecodeError::GzipHeader);
                     };
+                    #[cfg(feature = "std")]
+                    match self.blocks {
+                        Blocks::Inflater => {}
+                        Blocks::Boundary => {
+                            if (rest[0] >> 1) & 3 == 0 {
+                                self.small[0] = rest[0];
+                                self.small_len = 1;
+                                used += 1;
+                                self.blocks = Blocks::StoredHeader;
+                            } else {
+                                let (a, b) = self.history.pieces();
+                                if !a.is_empty() {
+                                    inf.prime(a, b)?;
+                                }
+                                self.blocks = Blocks::Inflater;
+                            }
+                            continue;
+                        }
+                        Blocks::StoredHeader => {
+                            let n = core::cmp::min(5 - self.small_len, rest.len());
+                            self.small[self.small_len..self.small_len + n]
+                                .copy_from_slice(&rest[..n]);
+                            self.small_len += n;
+                            used += n;
+                            if self.small_len < 5 {
+                                continue;
+                            }
+                            self.small_len = 0;
+                            let s = self.small;
+                            let len = u16::from_le_bytes([s[1], s[2]]);
+                            if u16::from_le_bytes([s[3], s[4]]) != !len {
+                                return Err(DecodeError::Deflate);
+                            }
+                            self.blocks = Blocks::Stored {
+                                left: len,
+                                last: s[0] & 1 != 0,
+                            };
+                            if len == 0 {
+                                self.end_stored_block();
+                            }
+                            continue;
+                        }
+                        // The caller takes these bytes (`stored_input`).
+                        Blocks::Stored { .. } => return Ok(used),
+                    }
                     let (n, start, len, done) = inf.run(rest)?;
                     used += n;
                     if done {
@@ -658,5 +867,264 @@ impl Decoder {
         } else {
             Gz::Body
         }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A deflate stream writer for the tests: stored blocks, and fixed
+    /// Huffman blocks of literals and matches (so that a compressed block
+    /// can reach back into stored data).
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+
+    enum Sym {
+        Lit(u8),
+        /// (length 3..=258, distance 1..=32768)
+        Match(u16, u16),
+    }
+
+    impl Bits {
+        fn new() -> Self {
+            Bits {
+                out: Vec::new(),
+                acc: 0,
+                n: 0,
+            }
+        }
+        fn put(&mut self, v: u32, bits: u32) {
+            self.acc |= u64::from(v) << self.n;
+            self.n += bits;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u32, bits: u32) {
+            self.put(code.reverse_bits() >> (32 - bits), bits);
+        }
+        fn align(&mut self) {
+            if self.n > 0 {
+                self.put(0, 8 - self.n);
+            }
+        }
+        fn stored(&mut self, data: &[u8], last: bool) {
+            self.put(u32::from(last), 1);
+            self.put(0, 2);
+            self.align();
+            let len = data.len() as u16;
+            self.out.extend_from_slice(&len.to_le_bytes());
+            self.out.extend_from_slice(&(!len).to_le_bytes());
+            self.out.extend_from_slice(data);
+        }
+        fn litlen(&mut self, v: u32) {
+            match v {
+                0..=143 => self.code(0x30 + v, 8),
+                144..=255 => self.code(0x190 + v - 144, 9),
+                256..=279 => self.code(v - 256, 7),
+                _ => self.code(0xc0 + v - 280, 8),
+            }
+        }
+        fn fixed(&mut self, syms: &[Sym], last: bool) {
+            const LEN_BASE: [u16; 29] = [
+                3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83,
+                99, 115, 131, 163, 195, 227, 258,
+            ];
+            const LEN_EXTRA: [u32; 29] = [
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5,
+                0,
+            ];
+            self.put(u32::from(last), 1);
+            self.put(1, 2);
+            for s in syms {
+                match *s {
+                    Sym::Lit(b) => self.litlen(u32::from(b)),
+                    Sym::Match(len, dist) => {
+                        let i = LEN_BASE.iter().rposition(|&b| b <= len).unwrap();
+                        self.litlen(257 + i as u32);
+                        self.put(u32::from(len - LEN_BASE[i]), LEN_EXTRA[i]);
+                        // Distance codes: base 1,2,3,4 then doubling pairs.
+                        let d = u32::from(dist) - 1;
+                        let (code, extra, base) = if d < 4 {
+                            (d, 0, d)
+                        } else {
+                            let top = 31 - d.leading_zeros(); // >= 2
+                            let extra = top - 1;
+                            let half = (d >> extra) & 1;
+                            (2 * top + half, extra, ((2 | half) << extra))
+                        };
+                        self.code(code, 5);
+                        self.put(d - base, extra);
+                    }
+                }
+            }
+            self.litlen(256);
+        }
+        fn gzip(mut self, data: &[u8]) -> Vec<u8> {
+            self.align();
+            let mut g = alloc::vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+            g.extend_from_slice(&self.out);
+            g.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+            g.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            g
+        }
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Decode `gz` fed in pieces of the sizes `split` cycles through, the
+    /// way the reader does: stored bytes taken from the input directly.
+    fn decode(gz: &[u8], split: &[usize]) -> Result<Vec<u8>, DecodeError> {
+        let mut d = Decoder::gzip();
+        d.reset(Compression::Gzip)?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut sizes = split.iter().cycle();
+        while at < gz.len() {
+            let end = core::cmp::min(gz.len(), at + *sizes.next().unwrap());
+            let mut input = &gz[at..end];
+            while !input.is_empty() {
+                let n = match d.stored_input() {
+                    0 => d.feed(input)?,
+                    k => {
+                        let k = core::cmp::min(k, input.len());
+                        out.extend_from_slice(&input[..k]);
+                        d.take_stored(&input[..k], &input[k..]);
+                        k
+                    }
+                };
+                input = &input[n..];
+                out.extend_from_slice(d.pending());
+                d.consume(d.pending().len());
+            }
+            at = end;
+        }
+        while d.flush()? {
+            out.extend_from_slice(d.pending());
+            d.consume(d.pending().len());
+        }
+        if !d.finished() {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(out)
+    }
+
+    /// What a compressed block after stored ones refers back to must come
+    /// out right whatever the split: near and 32 KiB back, across small
+    /// and large stored blocks, with and without the look-ahead.
+    #[test]
+    fn stored_blocks_then_back_references() {
+        let cases: Vec<Vec<usize>> = alloc::vec![
+            alloc::vec![40_000, 1_000],
+            alloc::vec![65_535, 65_535],
+            alloc::vec![100],
+            alloc::vec![20_000, 20_000, 5],
+            alloc::vec![33_000, 0, 10],
+            alloc::vec![],
+        ];
+        for (ci, blocks) in cases.iter().enumerate() {
+            let mut b = Bits::new();
+            let mut data = Vec::new();
+            for (i, &len) in blocks.iter().enumerate() {
+                let part = noise(len, (ci * 10 + i) as u64 + 1);
+                b.stored(&part, false);
+                data.extend_from_slice(&part);
+            }
+            let mut syms = alloc::vec![Sym::Lit(b'u'), Sym::Lit(b'p')];
+            let mut tail: Vec<u8> = b"up".to_vec();
+            for (len, dist) in [
+                (258u16, 32_768u16),
+                (10, 1),
+                (3, 100),
+                (200, 5_000),
+                (40, 2),
+            ] {
+                let total = data.len() + tail.len();
+                if usize::from(dist) > total {
+                    continue;
+                }
+                syms.push(Sym::Match(len, dist));
+                for _ in 0..len {
+                    let all = data.len() + tail.len();
+                    let from = all - usize::from(dist);
+                    let byte = if from < data.len() {
+                        data[from]
+                    } else {
+                        tail[from - data.len()]
+                    };
+                    tail.push(byte);
+                }
+            }
+            b.fixed(&syms, false);
+            data.extend_from_slice(&tail);
+            // A stored block the inflater handles, then the end.
+            let last = noise(3_000, 99);
+            b.stored(&last, true);
+            data.extend_from_slice(&last);
+            let gz = b.gzip(&data);
+            for split in [
+                &[usize::MAX][..],
+                &[1],
+                &[7, 4096, 3],
+                &[65_536],
+                &[32_771, 5],
+            ] {
+                let out = decode(&gz, split).unwrap();
+                assert!(out == data, "case {ci}, split {split:?}");
+            }
+            // An independent inflater agrees.
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut back)
+                .unwrap();
+            assert!(back == data, "case {ci}: flate2");
+        }
+    }
+
+    /// All-stored streams (what deflate writes for random data), in any
+    /// split; a bad NLEN, a bad CRC and a cut are still caught.
+    #[test]
+    fn all_stored_and_damaged() {
+        let data = noise(200_000, 5);
+        let mut b = Bits::new();
+        for (i, part) in data.chunks(65_535).enumerate() {
+            b.stored(part, i == 3);
+        }
+        let gz = b.gzip(&data);
+        for split in [&[usize::MAX][..], &[1], &[5, 65_540], &[1 << 20]] {
+            assert!(decode(&gz, split).unwrap() == data);
+        }
+        let mut bad = gz.clone();
+        bad[10 + 3] ^= 1; // NLEN of the first block
+        assert_eq!(decode(&bad, &[usize::MAX]), Err(DecodeError::Deflate));
+        let mut bad = gz.clone();
+        let n = bad.len();
+        bad[n - 8] ^= 1; // CRC
+        assert_eq!(decode(&bad, &[usize::MAX]), Err(DecodeError::GzipCrc));
+        let mut bad = gz.clone();
+        bad[70_000] ^= 0x40; // content: only the CRC can tell
+        assert_eq!(decode(&bad, &[4096]), Err(DecodeError::GzipCrc));
+        assert_eq!(
+            decode(&gz[..gz.len() - 9], &[usize::MAX]),
+            Err(DecodeError::Truncated)
+        );
     }
 }

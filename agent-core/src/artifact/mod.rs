@@ -4,7 +4,8 @@
 //! [`Reader::feed`] and it returns [`Event`]s one at a time. Any split of the
 //! same artifact gives the same events. It never buffers a payload: payload
 //! bytes are handed on as borrowed slices (of your input when the data is
-//! uncompressed, of its decompression window otherwise) after being hashed.
+//! uncompressed or, with `std`, in stored gzip blocks; of its decompression
+//! window otherwise) after being hashed.
 //!
 //! ```no_run
 //! # fn demo(artifact: &[u8]) -> Result<(), updraft_core::artifact::Error> {
@@ -715,7 +716,39 @@ impl<'k, K: Verifier, H: Sha256> Reader<'k, K, H> {
                 let chunk = &left[..avail];
                 let n;
                 let mut raw = None;
+                let stored = if compressed {
+                    self.decoder.stored_input()
+                } else {
+                    0
+                };
                 match self.c.member {
+                    // Content of a stored deflate block: the data itself,
+                    // read straight from the input (no copy).
+                    Member::Header { .. } | Member::Data { .. } if stored > 0 => {
+                        let piece = &chunk[..core::cmp::min(stored, chunk.len())];
+                        if self.c.inner_ended {
+                            if piece.iter().any(|&b| b != 0) {
+                                return Err(Error::TrailingData {
+                                    member: self.member_name(),
+                                });
+                            }
+                            n = piece.len();
+                            self.decoder.take_stored(piece, &chunk[n..]);
+                        } else {
+                            let (k, item) = self.inner.step(piece).map_err(|error| Error::Tar {
+                                member: name(&self.outer.entry().path),
+                                error,
+                            })?;
+                            n = k;
+                            // The CRC first: it pulls the bytes into cache
+                            // for the hash.
+                            self.decoder.take_stored(&chunk[..k], &chunk[k..]);
+                            if let tar::Item::Data(len) = item {
+                                self.c.inner_data(&chunk[k - len..k])?;
+                            }
+                            raw = self.inner_item(item, Src::Input, used + k)?;
+                        }
+                    }
                     Member::Header { .. } | Member::Data { .. } if compressed => {
                         n = self.decoder.feed(chunk).map_err(|error| Error::Decode {
                             member: name(&self.outer.entry().path),
