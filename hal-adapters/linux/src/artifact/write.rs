@@ -590,38 +590,113 @@ fn entropy(data: &[u8]) -> f64 {
         .sum()
 }
 
-/// gzip that skips the work deflate cannot win: each 1 MiB chunk that
-/// looks incompressible (random, already compressed) is written as stored
-/// blocks at memory speed; the rest goes through deflate at the default
-/// level. After stored blocks the deflater is reset, so its back-references
-/// never reach into history it did not produce. One deflate stream, one
-/// gzip member; any inflater reads it.
+/// gzip on every core, pigz-style, and without the work deflate cannot
+/// win. The data is cut into [`CHUNK`]s. A chunk that looks incompressible
+/// (random, already compressed) is written as stored blocks at memory
+/// speed. The others are deflated at the default level by a pool of
+/// worker threads, each chunk independently: primed with the last 32 KiB
+/// before it as dictionary (so matches reach back as in one long stream)
+/// and ended with a sync flush (byte-aligned, not final), so the pieces
+/// concatenate into one deflate stream, closed by an empty final block.
+/// One gzip member; any inflater reads it. The output depends only on the
+/// data, not on thread timing. Memory: at most [`IN_FLIGHT`] chunks and
+/// their output.
 struct GzWriter<W: Write> {
-    z: flate2::Compress,
-    /// The deflater has taken input since its last reset.
-    z_used: bool,
-    /// Stored blocks were written since the deflater's last reset.
-    z_stale: bool,
     w: W,
     crc: crc32fast::Hasher,
     size: u32,
-    out: Vec<u8>,
     header_done: bool,
+    /// Data not yet a whole chunk.
+    pending: Vec<u8>,
+    /// The last 32 KiB of data before `pending`.
+    history: Vec<u8>,
+    /// Started on the first chunk that needs deflating.
+    pool: Option<DeflatePool>,
+    /// Deflated chunks not yet written, in order.
+    queue: std::collections::VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
 }
 
-const CHUNK: usize = 1 << 20;
+use std::sync::mpsc;
+
+const CHUNK: usize = 256 * 1024;
+const DICT: usize = 32 * 1024;
+/// Chunks being deflated at once (a few per worker keeps them busy).
+const IN_FLIGHT: usize = 4;
+
+struct DeflateJob {
+    data: Vec<u8>,
+    dict: Vec<u8>,
+    reply: mpsc::SyncSender<io::Result<Vec<u8>>>,
+}
+
+/// Worker threads deflating chunks; they stop when the pool is dropped.
+struct DeflatePool {
+    jobs: mpsc::SyncSender<DeflateJob>,
+}
+
+impl DeflatePool {
+    fn new() -> Self {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        let (jobs, rx) = mpsc::sync_channel::<DeflateJob>(IN_FLIGHT);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for _ in 0..workers {
+            let rx = Arc::clone(&rx);
+            std::thread::spawn(move || {
+                let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let _ = job.reply.send(deflate_chunk(&mut z, &job.data, &job.dict));
+                }
+            });
+        }
+        DeflatePool { jobs }
+    }
+}
+
+/// Deflate `data` as a piece of a longer stream: `dict` is what came
+/// before it; the piece ends with a sync flush.
+fn deflate_chunk(z: &mut flate2::Compress, data: &[u8], dict: &[u8]) -> io::Result<Vec<u8>> {
+    z.reset();
+    if !dict.is_empty() {
+        z.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    let mut input = data;
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity() / 2 + 1024);
+        }
+        let (in0, out0) = (z.total_in(), z.total_out());
+        z.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        let used = (z.total_in() - in0) as usize;
+        let made = (z.total_out() - out0) as usize;
+        input = &input[used..];
+        // Done when all input is in and the flush had room to complete.
+        if input.is_empty() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+        if used == 0 && made == 0 && out.len() < out.capacity() {
+            return Err(io::Error::other("deflate made no progress"));
+        }
+    }
+}
 
 impl<W: Write> GzWriter<W> {
     fn new(w: W) -> Self {
         GzWriter {
-            z: flate2::Compress::new(flate2::Compression::default(), false),
-            z_used: false,
-            z_stale: false,
             w,
             crc: crc32fast::Hasher::new(),
             size: 0,
-            out: vec![0; CHUNK + 64 * 1024],
             header_done: false,
+            pending: Vec::new(),
+            history: Vec::new(),
+            pool: None,
+            queue: std::collections::VecDeque::new(),
         }
     }
 
@@ -634,41 +709,62 @@ impl<W: Write> GzWriter<W> {
         Ok(())
     }
 
-    fn deflate(&mut self, mut input: &[u8], flush: flate2::FlushCompress) -> io::Result<()> {
-        if self.z_stale {
-            self.z.reset();
-            self.z_stale = false;
-        }
-        self.z_used = true;
-        loop {
-            let (in0, out0) = (self.z.total_in(), self.z.total_out());
-            let status = self
-                .z
-                .compress(input, &mut self.out, flush)
-                .map_err(io::Error::other)?;
-            let used = (self.z.total_in() - in0) as usize;
-            let made = (self.z.total_out() - out0) as usize;
-            self.w.write_all(&self.out[..made])?;
-            input = &input[used..];
-            let done = match flush {
-                flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
-                _ => input.is_empty() && made < self.out.len(),
+    /// Write deflated chunks until at most `keep` are left in flight.
+    fn drain(&mut self, keep: usize) -> io::Result<()> {
+        while self.queue.len() > keep {
+            let Some(rx) = self.queue.pop_front() else {
+                break;
             };
-            if done {
-                return Ok(());
-            }
-            if used == 0 && made == 0 {
-                return Err(io::Error::other("deflate made no progress"));
-            }
+            let out = rx
+                .recv()
+                .map_err(|_| io::Error::other("a deflate worker stopped"))??;
+            self.w.write_all(&out)?;
         }
+        Ok(())
+    }
+
+    /// Compress one chunk (the next data in the stream). Incompressible
+    /// data is written here and now, from where it is; data to deflate goes
+    /// to the workers (owned: copied if borrowed).
+    fn chunk(&mut self, chunk: std::borrow::Cow<'_, [u8]>) -> io::Result<()> {
+        let data: &[u8] = &chunk;
+        self.crc.update(data);
+        self.size = self.size.wrapping_add(data.len() as u32);
+        let dict = if data.len() >= 4096 && entropy(data) > 7.9 {
+            None
+        } else {
+            Some(self.history.clone())
+        };
+        // The history for the next chunk.
+        if data.len() >= DICT {
+            self.history.clear();
+            self.history.extend_from_slice(&data[data.len() - DICT..]);
+        } else {
+            let drop = (self.history.len() + data.len()).saturating_sub(DICT);
+            self.history.drain(..drop);
+            self.history.extend_from_slice(data);
+        }
+        let Some(dict) = dict else {
+            self.drain(0)?;
+            return self.stored(data);
+        };
+        if data.len() < CHUNK && self.queue.is_empty() {
+            // A small (last) piece: not worth a worker.
+            let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+            let out = deflate_chunk(&mut z, data, &dict)?;
+            return self.w.write_all(&out);
+        }
+        let data = chunk.into_owned();
+        let pool = self.pool.get_or_insert_with(DeflatePool::new);
+        let (reply, rx) = mpsc::sync_channel(1);
+        pool.jobs
+            .send(DeflateJob { data, dict, reply })
+            .map_err(|_| io::Error::other("the deflate workers stopped"))?;
+        self.queue.push_back(rx);
+        self.drain(IN_FLIGHT - 1)
     }
 
     fn stored(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.z_used {
-            // Byte-align the stream and end the deflater's last block.
-            self.deflate(&[], flate2::FlushCompress::Sync)?;
-            self.z_used = false;
-        }
         // One vectored write per chunk: block headers and the caller's
         // bytes, with no copy on the way (a large write passes the
         // BufWriter below straight to the file).
@@ -687,15 +783,18 @@ impl<W: Write> GzWriter<W> {
             .zip(data.chunks(65_535))
             .flat_map(|(h, block)| [io::IoSlice::new(h), io::IoSlice::new(block)])
             .collect();
-        write_all_vectored(&mut self.w, &mut slices)?;
-        self.z_stale = true;
-        Ok(())
+        write_all_vectored(&mut self.w, &mut slices)
     }
 
     fn finish(mut self) -> io::Result<W> {
         self.header()?;
-        // The final (empty or last) block comes from the deflater.
-        self.deflate(&[], flate2::FlushCompress::Finish)?;
+        if !self.pending.is_empty() {
+            let data = core::mem::take(&mut self.pending);
+            self.chunk(data.into())?;
+        }
+        self.drain(0)?;
+        // The final block: empty, stored.
+        self.w.write_all(&[1, 0, 0, 0xff, 0xff])?;
         let crc = self.crc.clone().finalize();
         self.w.write_all(&crc.to_le_bytes())?;
         self.w.write_all(&self.size.to_le_bytes())?;
@@ -704,18 +803,24 @@ impl<W: Write> GzWriter<W> {
 }
 
 impl<W: Write> Write for GzWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         self.header()?;
-        for chunk in data.chunks(CHUNK) {
-            self.crc.update(chunk);
-            self.size = self.size.wrapping_add(chunk.len() as u32);
-            if chunk.len() >= 4096 && entropy(chunk) > 7.9 {
-                self.stored(chunk)?;
-            } else {
-                self.deflate(chunk, flate2::FlushCompress::None)?;
+        let n = data.len();
+        while !data.is_empty() {
+            if self.pending.is_empty() && data.len() >= CHUNK {
+                self.chunk(data[..CHUNK].into())?;
+                data = &data[CHUNK..];
+                continue;
+            }
+            let take = core::cmp::min(CHUNK - self.pending.len(), data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == CHUNK {
+                let full = core::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+                self.chunk(full.into())?;
             }
         }
-        Ok(data.len())
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
@@ -1100,7 +1205,7 @@ fn write_one_pass(
 
 /// Payload buffers in flight between the writer and the hashing thread.
 const STREAM_BUFFERS: usize = 4;
-const STREAM_BUFFER: usize = 1 << 20;
+const STREAM_BUFFER: usize = 512 * 1024;
 
 enum Chunk {
     Data(Arc<Vec<u8>>, usize),
@@ -1422,5 +1527,35 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back == data);
+        // The chunks (and so the output) depend only on the data: not on
+        // how it was written, nor on the workers' timing.
+        for split in [data.len(), 1000, CHUNK + 1] {
+            let mut gz = GzWriter::new(Vec::new());
+            for piece in data.chunks(split) {
+                gz.write_all(piece).unwrap();
+            }
+            assert!(gz.finish().unwrap() == out, "split {split}");
+        }
+    }
+
+    /// Text deflated in parallel chunks refers back across chunk
+    /// boundaries (each chunk is primed with the 32 KiB before it), and
+    /// the pieces make one stream any inflater reads.
+    #[test]
+    fn parallel_deflate_is_one_stream() {
+        let text: Vec<u8> = (0..IN_FLIGHT * 3 * CHUNK + 12_345)
+            .map(|i| {
+                b"the quick brown fox jumps over the lazy dog "[i % 44] ^ ((i / 100_000) as u8 & 1)
+            })
+            .collect();
+        let mut gz = GzWriter::new(Vec::new());
+        gz.write_all(&text).unwrap();
+        let out = gz.finish().unwrap();
+        assert!(out.len() < text.len() / 50, "{} bytes", out.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(out.as_slice())
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == text);
     }
 }
