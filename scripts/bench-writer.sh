@@ -13,7 +13,9 @@
 # The runs are interleaved: each round runs every command once, so a burst of
 # load elsewhere on the machine hits all of them alike. The report gives the
 # median of the rounds (the figure to compare) and the best. Wall time from
-# bash's EPOCHREALTIME; peak RSS is GNU time's %M, the largest of the runs.
+# bash's EPOCHREALTIME, after a `sync` (untimed) so that writeback of an
+# earlier run does not fall into the next; peak RSS is GNU time's %M, the
+# largest of the runs.
 # Every artifact written is checked with `mender-artifact validate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +52,10 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 run() {
   local label=$1 comp=$2; shift 2
   local t0 t1
+  # Start from a clean page cache: no writeback of an earlier run's output
+  # (or mender-artifact's temporary files) running during this one.
   rm -f out.mender
+  sync
   t0=$EPOCHREALTIME
   if ! /usr/bin/time -f '%e %M' -o time.txt "$@" > cmd.out 2>&1; then
     echo "benchmark command failed: $*" >&2
