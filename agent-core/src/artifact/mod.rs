@@ -544,8 +544,8 @@ impl<'k, K: Verifier, H: Sha256> Reader<'k, K, H> {
     }
 
     /// True while a compressed payload member is being read: a driver may
-    /// then read ahead on another thread, since decompression already copies
-    /// the data.
+    /// then read ahead on another thread, since decompression (or the gzip
+    /// CRC, for stored blocks) passes over the data before the hash.
     pub fn in_compressed_payload(&self) -> bool {
         matches!(
             self.c.member,
