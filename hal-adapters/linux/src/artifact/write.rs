@@ -18,7 +18,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use updraft_core::crypto::{RingSha256, Sha256, SignError, Signer};
 
@@ -615,8 +615,6 @@ struct GzWriter<W: Write> {
     /// Deflated chunks not yet written, in order.
     queue: std::collections::VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
 }
-
-use std::sync::mpsc;
 
 const CHUNK: usize = 256 * 1024;
 const DICT: usize = 32 * 1024;
@@ -1237,7 +1235,6 @@ fn stream_payload<W: Write>(
     inputs: &[Input],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<[u8; 32]>, WriteError> {
-    use std::sync::mpsc;
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(STREAM_BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(STREAM_BUFFERS);
