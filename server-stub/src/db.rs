@@ -32,6 +32,9 @@ const SCHEMA: &[&str] = &[
         created_ts BIGINT NOT NULL,
         exp BIGINT)",
     "CREATE INDEX IF NOT EXISTS user_tokens_user ON user_tokens (user_id)",
+    // Personal access token names are unique per user (login sessions have
+    // no name; NULLs never clash).
+    "CREATE UNIQUE INDEX IF NOT EXISTS user_tokens_name ON user_tokens (user_id, name)",
     "CREATE TABLE IF NOT EXISTS devices (
         id TEXT PRIMARY KEY,
         identity TEXT NOT NULL UNIQUE,
@@ -127,7 +130,143 @@ pub async fn open(url: &str) -> Result<Pool, sqlx::Error> {
     for stmt in SCHEMA {
         sqlx::query(stmt).execute(&pool).await?;
     }
+    for (table, column, decl) in COLUMNS {
+        add_column(&pool, table, column, decl).await?;
+    }
     Ok(pool)
+}
+
+/// Columns added after the first release: (table, column, declaration).
+const COLUMNS: &[(&str, &str, &str)] = &[("user_tokens", "last_used", "BIGINT")];
+
+/// Add a column unless it is there (another server process may add it at
+/// the same moment: then the second `ALTER` fails and the column exists).
+async fn add_column(pool: &Pool, table: &str, column: &str, decl: &str) -> Result<(), sqlx::Error> {
+    let probe = format!("SELECT {column} FROM {table} LIMIT 1");
+    if sqlx::query(&probe).fetch_optional(pool).await.is_ok() {
+        return Ok(());
+    }
+    let alter = sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+        .execute(pool)
+        .await;
+    match alter {
+        Ok(_) => Ok(()),
+        Err(e) => match sqlx::query(&probe).fetch_optional(pool).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(e),
+        },
+    }
+}
+
+/// One value bound to a placeholder of a [`Sql`] statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// TEXT.
+    Text(String),
+    /// BIGINT.
+    Int(i64),
+    /// DOUBLE PRECISION.
+    Float(f64),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Arg {
+        Arg::Text(s)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Arg {
+        Arg::Int(n)
+    }
+}
+
+impl From<f64> for Arg {
+    fn from(n: f64) -> Arg {
+        Arg::Float(n)
+    }
+}
+
+/// A statement built from pieces, its values numbered `$1, $2, ...` as
+/// they are added (for filters whose number is known only at run time).
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    /// Start with `text`.
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_owned(),
+            args: Vec::new(),
+        }
+    }
+    /// Append SQL text.
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+    /// Add a value; returns its placeholder.
+    pub fn arg(&mut self, value: impl Into<Arg>) -> String {
+        self.args.push(value.into());
+        format!("${}", self.args.len())
+    }
+    /// Append ` <column> IN ($a, $b, ...)`; `values` must not be empty.
+    pub fn push_in<V: Into<Arg>>(
+        &mut self,
+        column: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Sql {
+        let marks: Vec<String> = values.into_iter().map(|v| self.arg(v)).collect();
+        self.text
+            .push_str(&format!(" {column} IN ({})", marks.join(", ")));
+        self
+    }
+    /// The SQL text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    /// The query with its values bound.
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Int(n) => q.bind(*n),
+                Arg::Float(f) => q.bind(*f),
+            };
+        }
+        q
+    }
+}
+
+/// `s` as a `LIKE` pattern matching it anywhere, with `\` as the escape
+/// character (use `LIKE $n ESCAPE '\'`).
+pub fn like_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// True for a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
 }
 
 /// The default database URL for a data directory.

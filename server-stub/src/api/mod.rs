@@ -70,7 +70,24 @@ pub fn router(state: AppState) -> Router {
         // useradm.
         .route(&format!("{USERADM}/auth/login"), post(useradm::login))
         .route(&format!("{USERADM}/auth/logout"), post(useradm::logout))
-        .route(&format!("{USERADM}/users/{{id}}"), get(useradm::get_user))
+        .route(
+            &format!("{USERADM}/users"),
+            get(useradm::list_users).post(useradm::create_user),
+        )
+        .route(
+            &format!("{USERADM}/users/{{id}}"),
+            get(useradm::get_user)
+                .put(useradm::update_user)
+                .delete(useradm::delete_user),
+        )
+        .route(
+            &format!("{USERADM}/settings/tokens"),
+            get(useradm::list_tokens).post(useradm::create_token),
+        )
+        .route(
+            &format!("{USERADM}/settings/tokens/{{id}}"),
+            delete(useradm::delete_token),
+        )
         // devauth.
         .route(&format!("{DEVAUTH}/devices"), get(devauth::list_devices))
         .route(
@@ -254,15 +271,26 @@ impl FromRequestParts<AppState> for UserAuth {
             return Err(ApiError::unauthorized("invalid jwt"));
         }
         let found = sqlx::query(
-            "SELECT t.jti FROM user_tokens t JOIN users u ON u.id = t.user_id
+            "SELECT t.name, t.last_used FROM user_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.jti = $1 AND t.user_id = $2",
         )
         .bind(&claims.jti)
         .bind(&claims.sub)
         .fetch_optional(&st.db)
-        .await?;
-        if found.is_none() {
-            return Err(ApiError::unauthorized("unauthorized"));
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unauthorized"))?;
+        // A personal access token's last use, written at most every 5 min.
+        let now = db::now_us();
+        if found.opt_text("name")?.is_some()
+            && found
+                .opt_int("last_used")?
+                .is_none_or(|t| now - t > 300_000_000)
+        {
+            sqlx::query("UPDATE user_tokens SET last_used = $1 WHERE jti = $2")
+                .bind(now)
+                .bind(&claims.jti)
+                .execute(&st.db)
+                .await?;
         }
         Ok(UserAuth {
             user_id: claims.sub,

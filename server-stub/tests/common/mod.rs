@@ -390,18 +390,22 @@ impl App {
     }
 
     pub async fn login(&self) -> String {
-        use base64ct::Encoding;
-        let basic = base64ct::Base64::encode_string(format!("{ADMIN}:{PASSWORD}").as_bytes());
-        let r = self
-            .call(
-                axum::http::Request::post("/api/management/v1/useradm/auth/login")
-                    .header("authorization", format!("Basic {basic}"))
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let r = self.login_as(ADMIN, PASSWORD).await;
         assert_eq!(r.status, 200, "{}", r.text());
         r.text()
+    }
+
+    /// A login attempt with these credentials.
+    pub async fn login_as(&self, email: &str, password: &str) -> Resp {
+        use base64ct::Encoding;
+        let basic = base64ct::Base64::encode_string(format!("{email}:{password}").as_bytes());
+        self.call(
+            axum::http::Request::post("/api/management/v1/useradm/auth/login")
+                .header("authorization", format!("Basic {basic}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
     }
 
     /// Upload an artifact's bytes (multipart).
