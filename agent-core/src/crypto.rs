@@ -190,7 +190,7 @@ impl fmt::Display for KeyError {
 impl core::error::Error for KeyError {}
 
 /// A software public key that verifies Mender manifest signatures.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum VerifyingKey {
     /// ECDSA P-256.
@@ -267,6 +267,18 @@ impl VerifyingKey {
             }
             _ => Err(KeyError::NotPem),
         }
+    }
+
+    /// The key as SPKI PEM (`BEGIN PUBLIC KEY`), the form the device API's
+    /// auth request carries and `from_pem` reads back.
+    #[cfg(feature = "alloc")]
+    pub fn to_pem(&self) -> Result<alloc::string::String, KeyError> {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let pem = match self {
+            VerifyingKey::EcdsaP256(k) => k.to_public_key_pem(LineEnding::LF),
+            VerifyingKey::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+        };
+        pem.map_err(|_| KeyError::InvalidDer)
     }
 }
 
@@ -476,6 +488,12 @@ mod tests {
         assert_eq!(key.sign_digest(&digest, &mut sig), Ok(64));
         let public = key.verifying_key();
         assert_eq!(public.verify_digest(&digest, &sig), Ok(()));
+        #[cfg(feature = "alloc")]
+        {
+            let pem = public.to_pem().unwrap();
+            assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+            assert_eq!(VerifyingKey::from_pem(&pem).unwrap(), public);
+        }
         let other = SoftSha256::digest(b"other");
         assert_eq!(
             public.verify_digest(&other, &sig),

@@ -387,7 +387,7 @@ pub fn open_uboot(config: &Path, writable: bool) -> Result<UbootEnv<Device>, Boo
 
 /// A work buffer large enough for every env and lock file in `dir` (two
 /// halves, each at least one standard block).
-fn grub_work(dir: &FsDir) -> Vec<u8> {
+pub(crate) fn grub_work(dir: &FsDir) -> Vec<u8> {
     let mut largest = BLOCK_SIZE;
     for half in [Half::First, Half::Second] {
         for kind in [FileKind::Env, FileKind::Lock] {
@@ -536,6 +536,34 @@ pub fn set(
             env.update(&mut work, &batch)
                 .map_err(|e| grub_error(dir, e))?;
             Ok(SetOutcome::Written)
+        }
+    }
+}
+
+/// Applies to the env what one boot through Updraft's boot script does
+/// (`scripts/boot.cmd` for U-Boot, `scripts/grub.cfg` for GRUB: count the
+/// trial boot, fall back to the other slot when the trial was not
+/// confirmed) and says which slot boots. For images run in an emulator or
+/// a demo where no real bootloader runs the script.
+pub fn script_boot(
+    target: &Target,
+    parts: updraft_boot::control::SlotPartitions,
+    lock: &LockSpec,
+) -> Result<updraft_boot::control::ScriptBoot, BootEnvError> {
+    match target {
+        Target::Uboot { config } => {
+            let _lock = take_lock(lock)?;
+            let mut env = open_uboot(config, true)?;
+            let mut buf = vec![0u8; env.size()];
+            updraft_boot::control::uboot_script_boot(&mut env, &mut buf, parts)
+                .map_err(|e| BootEnvError::new(format!("{}: {e}", config.display())))
+        }
+        Target::Grub { dir } => {
+            let fs = FsDir::new(dir.clone());
+            let mut work = grub_work(&fs);
+            let mut env = MenderGrubenv::new(fs);
+            updraft_boot::control::grub_script_boot(&mut env, &mut work, parts)
+                .map_err(|e| grub_error(dir, e))
         }
     }
 }

@@ -15,11 +15,16 @@
 //! * [`mcuboot`]: the `updraft mcuboot show|verify|set-pending|confirm` tool
 //!   for MCUboot images and slot trailers.
 //!
-//! The daemon, standalone install, block-device slot writer and update
-//! modules are not written yet.
+//! * [`agent`]: the update daemon (`updraft daemon`), `updraft-core`'s
+//!   state machine driven with blocking I/O: HTTPS to a Mender-compatible
+//!   server, A/B slots on block devices or files, the state record in a
+//!   file, U-Boot or GRUB for the trial boot.
+//!
+//! Standalone install and update modules are not written yet.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod artifact;
 pub mod boot_env;
 pub mod mcuboot;

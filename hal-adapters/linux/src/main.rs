@@ -30,6 +30,20 @@ enum Command {
     /// Show, verify and mark MCUboot images and slots.
     #[command(subcommand)]
     Mcuboot(McubootCommand),
+    /// Run the update agent: talk to the server, install updates into the
+    /// inactive slot, reboot into them, commit or roll back. Exits after
+    /// running the reboot command.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// The config file (JSON, mender.conf's keys; see the agent docs).
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = updraft_linux::agent::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log every request too.
+    #[arg(short = 'v', long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +54,32 @@ enum BootEnvCommand {
     /// Set `NAME=VALUE` (empty VALUE stores an empty value), remove `NAME`,
     /// all in one write; or apply a `fw_setenv -s` script.
     Set(BootEnvSetArgs),
+    /// Do to the env what one boot through Updraft's boot script does
+    /// (count a trial boot; fall back when it was not confirmed) and print
+    /// the slot that boots: for emulators and demos with no real
+    /// bootloader.
+    Boot(BootEnvBootArgs),
+}
+
+#[derive(Args)]
+struct BootEnvBootArgs {
+    #[command(flatten)]
+    target: BootEnvTarget,
+    /// `mender_boot_part` of slots A and B.
+    #[arg(long, value_name = "A,B", default_value = "2,3", value_parser = parse_partitions)]
+    partitions: updraft_boot::control::SlotPartitions,
+}
+
+fn parse_partitions(s: &str) -> std::result::Result<updraft_boot::control::SlotPartitions, String> {
+    let nums = s
+        .split(',')
+        .map(|n| n.trim().parse::<u32>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    let [a, b] = nums[..] else {
+        return Err(format!("{s:?}: two partition numbers, A,B"));
+    };
+    updraft_boot::control::SlotPartitions::new(a, b).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -374,6 +414,7 @@ fn main() -> ExitCode {
         Command::Artifact(ArtifactCommand::Sign(s)) => sign_cmd(&s),
         Command::BootEnv(c) => boot_env_cmd(c),
         Command::Mcuboot(c) => mcuboot_cmd(c),
+        Command::Daemon(a) => daemon_cmd(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -560,6 +601,15 @@ fn boot_env_target(t: BootEnvTarget) -> (boot_env::Target, boot_env::LockSpec) {
     (target, lock)
 }
 
+fn daemon_cmd(a: &DaemonArgs) -> Result<()> {
+    use updraft_linux::agent;
+    let config = agent::config::Config::load(&a.config)?;
+    let log = agent::Stderr { verbose: a.verbose };
+    match agent::run(&config, &log)? {
+        agent::Exit::Rebooting => Ok(()),
+    }
+}
+
 fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
     match c {
         BootEnvCommand::Print(a) => {
@@ -590,6 +640,18 @@ fn boot_env_cmd(c: BootEnvCommand) -> Result<()> {
                 None => boot_env::parse_assignments(&a.assignments)?,
             };
             boot_env::set(&target, &changes, &lock)?;
+        }
+        BootEnvCommand::Boot(a) => {
+            let (target, lock) = boot_env_target(a.target);
+            let b = boot_env::script_boot(&target, a.partitions, &lock)?;
+            let how = if b.fell_back {
+                " (fell back: the trial was not confirmed)"
+            } else if b.trial {
+                " (trial boot)"
+            } else {
+                ""
+            };
+            println!("slot={} partition={}{how}", b.slot, b.partition);
         }
     }
     Ok(())
