@@ -2,7 +2,8 @@
 //!
 //! A device here is: two A/B slots, a bootloader whose state lives on
 //! simulated storage (U-Boot's redundant environment, or Mender's double
-//! GRUB environment, written by `updraft-boot`'s codecs), the agent's
+//! GRUB environment, written by `updraft-boot`'s codecs; or MCUboot's
+//! image trailers and a swap of the two slots, see [`mcuboot`]), the agent's
 //! state store (`updraft-core`'s [`DualStore`]), a kernel that boots only
 //! a complete image, a clock, and a scripted server speaking the Mender
 //! device API. Every byte any of them writes goes through one [`Power`]
@@ -43,6 +44,9 @@ use updraft_core::install::{Install, InstallError, SlotWriter};
 use updraft_core::machine::{Action, Agent, Config, Input, Millis};
 use updraft_core::storage::Storage;
 use updraft_core::store::{DualStore, Installed, Provide, StateStore};
+
+pub mod mcuboot;
+pub use mcuboot::Mcuboot;
 
 // ------------------------------------------------------------------ power
 
@@ -105,6 +109,8 @@ impl Power {
 pub enum SimError {
     PowerLost,
     OutOfBounds,
+    /// A flash erase not aligned to the erase sectors.
+    Unaligned,
 }
 
 impl fmt::Display for SimError {
@@ -112,6 +118,7 @@ impl fmt::Display for SimError {
         match self {
             SimError::PowerLost => f.write_str("power lost"),
             SimError::OutOfBounds => f.write_str("out of bounds"),
+            SimError::Unaligned => f.write_str("erase not aligned to the sectors"),
         }
     }
 }
@@ -125,6 +132,9 @@ pub struct Flash {
     name: &'static str,
     data: Rc<RefCell<Vec<u8>>>,
     power: Rc<Power>,
+    /// NOR flash: a write programs bits 1 → 0 only (new = old & data), so
+    /// writing over unerased bytes corrupts them as on a real chip.
+    nor: bool,
 }
 
 impl Flash {
@@ -133,6 +143,16 @@ impl Flash {
             name,
             data: Rc::new(RefCell::new(vec![fill; size])),
             power: power.clone(),
+            nor: false,
+        }
+    }
+
+    /// NOR flash of `size` bytes, erased (0xff): writes only clear bits,
+    /// erases set them back.
+    pub fn nor(name: &'static str, size: usize, power: &Rc<Power>) -> Flash {
+        Flash {
+            nor: true,
+            ..Flash::new(name, size, 0xff, power)
         }
     }
 
@@ -158,7 +178,14 @@ impl Flash {
     fn do_write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimError> {
         let r = self.range(offset, data.len())?;
         let (allowed, lost) = self.power.start(self.name, data.len())?;
-        self.data.borrow_mut()[r][..allowed].copy_from_slice(&data[..allowed]);
+        let mut mem = self.data.borrow_mut();
+        let dst = &mut mem[r][..allowed];
+        if self.nor {
+            dst.iter_mut().zip(data).for_each(|(d, s)| *d &= s);
+        } else {
+            dst.copy_from_slice(&data[..allowed]);
+        }
+        drop(mem);
         if lost {
             return Err(SimError::PowerLost);
         }
@@ -290,9 +317,36 @@ pub struct Disk {
     pub b: Flash,
     current: Option<Slot>,
     pos: u64,
+    /// `begin` erases the slot first (flash; a block device needs not).
+    erase_on_begin: bool,
 }
 
 impl Disk {
+    /// Two block-device slots (zero-filled), `release-1` in A.
+    pub fn block(power: &Rc<Power>) -> Disk {
+        let a = Flash::new("slot A", SLOT_SIZE, 0, power);
+        let old = make_image(OLD, Health::Good, 6000);
+        a.data.borrow_mut()[..old.len()].copy_from_slice(&old);
+        Disk {
+            a,
+            b: Flash::new("slot B", SLOT_SIZE, 0, power),
+            current: None,
+            pos: 0,
+            erase_on_begin: false,
+        }
+    }
+
+    /// Two flash slots that `begin` erases before writing.
+    pub fn flash(a: Flash, b: Flash) -> Disk {
+        Disk {
+            a,
+            b,
+            current: None,
+            pos: 0,
+            erase_on_begin: true,
+        }
+    }
+
     pub fn slot(&self, s: Slot) -> &Flash {
         match s {
             Slot::A => &self.a,
@@ -309,6 +363,10 @@ impl SlotWriter for Disk {
         }
         self.current = Some(slot);
         self.pos = 0;
+        if self.erase_on_begin {
+            let mut f = self.slot(slot).clone();
+            Storage::erase(&mut f, 0, SLOT_SIZE as u64).map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
@@ -344,6 +402,35 @@ pub trait Loader {
     fn boot(&mut self) -> Result<Slot, String>;
     /// The agent's [`BootControl`].
     fn control(&mut self) -> Self::Ctl<'_>;
+    /// The two slots, `release-1` installed in A (the factory image).
+    fn disk(&self, power: &Rc<Power>) -> Disk {
+        Disk::block(power)
+    }
+    /// Where the kernel image starts in a slot (after the bootloader's
+    /// image header, for MCUboot).
+    fn image_offset(&self) -> usize {
+        0
+    }
+    /// Whether the platform tells the agent which image runs
+    /// (`Input::Boot { image }`): needed where the slot does not say it,
+    /// as with MCUboot, which always runs the primary slot.
+    fn names_image(&self) -> bool {
+        false
+    }
+    /// What the bootloader did at the last [`boot`](Loader::boot), one line
+    /// per step, for the trace (drained).
+    fn log(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The update payload that carries the kernel image `image` (made by
+    /// [`make_image`]): the image itself, or the bootloader's signed image
+    /// around it.
+    fn payload(image: Vec<u8>) -> Vec<u8>
+    where
+        Self: Sized,
+    {
+        image
+    }
 }
 
 /// U-Boot with meta-mender's redundant environment and our `boot.cmd`.
@@ -643,15 +730,7 @@ impl<L: Loader> Sim<L> {
     ) -> Self {
         let power = Rc::new(Power::default());
         let loader = make_loader(&power);
-        let a = Flash::new("slot A", SLOT_SIZE, 0, &power);
-        let old = make_image(OLD, Health::Good, 6000);
-        a.data.borrow_mut()[..old.len()].copy_from_slice(&old);
-        let disk = Disk {
-            a,
-            b: Flash::new("slot B", SLOT_SIZE, 0, &power),
-            current: None,
-            pos: 0,
-        };
+        let disk = loader.disk(&power);
         let state = Flash::new("state store", 2 * STATE_COPY, 0xff, &power);
         *power.cuts.borrow_mut() = cuts;
         Sim {
@@ -691,13 +770,23 @@ impl<L: Loader> Sim<L> {
     }
 
     fn power_on(&mut self) -> Result<End, String> {
-        let slot = match self.loader.boot() {
+        let booted = self.loader.boot();
+        for line in self.loader.log() {
+            self.note(format!("  {}: {line}", self.loader.name()));
+        }
+        let slot = match booted {
             Ok(s) => s,
             Err(_) if self.power.is_off() => return Ok(End::Reset("power cut in the bootloader")),
             Err(e) => return Err(format!("the bootloader failed: {e}")),
         };
-        let image = inspect(&self.disk.slot(slot).bytes());
+        let bytes = self.disk.slot(slot).bytes();
+        let image = inspect(bytes.get(self.loader.image_offset()..).unwrap_or_default());
         self.note(format!("boot slot {slot}: {image:?}"));
+        let named = if self.loader.names_image() {
+            image.as_ref().map(|(name, _)| name.clone())
+        } else {
+            None
+        };
         let Some((running, health)) = image else {
             // An incomplete image booted: this is a brick unless the
             // bootloader's fallback saves it at the next reset.
@@ -743,10 +832,16 @@ impl<L: Loader> Sim<L> {
         };
         let key = self.key.clone();
         let mut agent = Agent::new(cfg, &key, record, installed);
-        let mut next = Next::Boot(boot, None);
+        let mut next = Next::Boot(boot, named);
         for _ in 0..10_000 {
             let action = match next {
-                Next::Boot(boot, image) => agent.handle(Input::Boot { boot, image }, self.clock),
+                Next::Boot(boot, ref image) => agent.handle(
+                    Input::Boot {
+                        boot,
+                        image: image.as_deref(),
+                    },
+                    self.clock,
+                ),
                 Next::Response(status, ref body) => {
                     agent.handle(Input::Response { status, body }, self.clock)
                 }
@@ -930,7 +1025,7 @@ impl<L: Loader> Sim<L> {
 }
 
 enum Next {
-    Boot(updraft_core::boot::BootState, Option<&'static str>),
+    Boot(updraft_core::boot::BootState, Option<String>),
     Response(u16, Vec<u8>),
     Timer,
     Done,

@@ -3,9 +3,15 @@
 //! the update cutting power before it, inside it (torn) and right after
 //! it; reboot; run to the end; check the device boots a complete image,
 //! the agent agrees, the server was told the truth and no state record
-//! was lost. For U-Boot and GRUB, for a healthy new image, one that fails
-//! its health check and one that never boots, and with a second cut
-//! during the recovery.
+//! was lost. For U-Boot, GRUB and MCUboot, for a healthy new image, one
+//! that fails its health check and one that never boots, and with a second
+//! cut during the recovery.
+//!
+//! MCUboot (`updraft_e2e::mcuboot`): the payload is an image signed by
+//! imgtool at test time; arming writes a TEST trailer through
+//! `McubootControl`; the simulated bootloader swaps sector by sector
+//! (every erase and write of the swap, and of the revert, is a cut point
+//! too) and reverts an unconfirmed trial at the next reset.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -13,23 +19,30 @@ use std::process::Command;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use updraft_e2e::{make_image, Cut, Grub, Health, Loader, Power, Scenario, Sim, Uboot, NEW};
+use updraft_e2e::{
+    make_image, Cut, Grub, Health, Loader, Mcuboot, Power, Scenario, Sim, Uboot, NEW,
+};
 
 /// An artifact for `release-2` made by Debian's `mender-artifact` (once
-/// per scenario and process).
-fn artifact(health: Health) -> Vec<u8> {
-    type Cache = std::sync::Mutex<Vec<(Health, Vec<u8>)>>;
+/// per bootloader, scenario and process); its payload is what `L` installs
+/// (`Loader::payload`).
+fn artifact<L: Loader>(health: Health) -> Vec<u8> {
+    type Cache = std::sync::Mutex<Vec<(&'static str, Health, Vec<u8>)>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap();
-    if let Some((_, a)) = c.iter().find(|(h, _)| *h == health) {
+    let loader = std::any::type_name::<L>();
+    if let Some((_, _, a)) = c.iter().find(|(l, h, _)| *l == loader && *h == health) {
         return a.clone();
     }
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("updraft-sweep-{}-{health:?}", std::process::id()));
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "updraft-sweep-{}-{}-{health:?}",
+        std::process::id(),
+        loader.rsplit("::").next().unwrap_or("")
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("rootfs.img");
-    std::fs::write(&img, make_image(NEW, health, 8000)).unwrap();
+    std::fs::write(&img, L::payload(make_image(NEW, health, 8000))).unwrap();
     let out = dir.join("release-2.mender");
     let res = Command::new("mender-artifact")
         .args(["write", "rootfs-image", "-n", NEW, "-t", "sim-board", "-f"])
@@ -45,7 +58,7 @@ fn artifact(health: Health) -> Vec<u8> {
     );
     let bytes = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    c.push((health, bytes.clone()));
+    c.push((loader, health, bytes.clone()));
     bytes
 }
 
@@ -62,7 +75,7 @@ fn run<L: Loader>(
     s: Scenario,
     cuts: Vec<Cut>,
 ) -> (Sim<L>, Result<updraft_e2e::Verdict, String>) {
-    let mut sim = Sim::new(make, artifact(health(s)), cuts);
+    let mut sim = Sim::new(make, artifact::<L>(health(s)), cuts);
     let v = sim.run();
     let v = v.and_then(|v| sim.check(&v, s).map(|()| v));
     (sim, v)
@@ -189,6 +202,53 @@ fn grub_failures_roll_back_at_every_cut() {
 #[test]
 fn grub_second_cut_during_recovery() {
     double_sweep(Grub::new, Scenario::FailsCheck);
+}
+
+#[test]
+fn mcuboot_healthy_update_survives_a_cut_at_every_write() {
+    let (runs, ok) = sweep(Mcuboot::new, Scenario::Healthy);
+    assert!(
+        ok > 0 && ok < runs,
+        "some cuts commit, some (during the trial) revert"
+    );
+}
+
+#[test]
+fn mcuboot_failed_health_check_reverts_at_every_cut() {
+    sweep(Mcuboot::new, Scenario::FailsCheck);
+}
+
+#[test]
+fn mcuboot_image_that_never_boots_reverts_at_every_cut() {
+    sweep(Mcuboot::new, Scenario::FailsBoot);
+}
+
+#[test]
+fn mcuboot_second_cut_during_recovery() {
+    double_sweep(Mcuboot::new, Scenario::FailsCheck);
+    double_sweep(Mcuboot::new, Scenario::Healthy);
+}
+
+#[test]
+fn mcuboot_clean_updates() {
+    for (s, want, boots) in [
+        (Scenario::Healthy, "release-2", 2),
+        (Scenario::FailsCheck, "release-1", 3),
+        (Scenario::FailsBoot, "release-1", 3),
+    ] {
+        let (sim, v) = run(Mcuboot::new, s, vec![]);
+        let v = v.unwrap_or_else(|e| panic!("{s:?}: {e}\n{}", sim.trace()));
+        println!("-- MCUboot {s:?}\n{}", sim.trace());
+        assert_eq!(v.running, want, "{s:?}");
+        assert_eq!(
+            v.slot,
+            updraft_core::boot::Slot::A,
+            "MCUboot runs the primary"
+        );
+        assert_eq!(v.boots, boots, "{s:?}");
+        let swaps = sim.trace().matches("swap done").count();
+        assert_eq!(swaps, boots - 1, "{s:?}: one swap per reset after the arm");
+    }
 }
 
 #[test]
