@@ -124,7 +124,8 @@ fn sweep<L: Loader>(make: fn(&Rc<Power>) -> L, s: Scenario) -> (usize, usize) {
         }
     }
     println!(
-        "{s:?}: {} writes in a clean update; {runs} cut points, all consistent ({ok} committed, {} rolled back)",
+        "{} {s:?}: {} writes in a clean update; {runs} cut points, all consistent ({ok} committed, {} rolled back)",
+        clean.loader.name(),
         ops.len(),
         runs - ok
     );
@@ -158,7 +159,10 @@ fn double_sweep<L: Loader>(make: fn(&Rc<Power>) -> L, s: Scenario) -> usize {
             runs += 1;
         }
     }
-    println!("{s:?}: {runs} double-cut runs, all consistent");
+    println!(
+        "{} {s:?}: {runs} double-cut runs, all consistent",
+        clean.loader.name()
+    );
     runs
 }
 
