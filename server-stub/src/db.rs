@@ -92,6 +92,19 @@ const SCHEMA: &[&str] = &[
         log TEXT,
         UNIQUE (deployment_id, device_id))",
     "CREATE INDEX IF NOT EXISTS device_deployments_device ON device_deployments (device_id)",
+    // Identity and inventory attribute values, one row per value, for
+    // filters (see `api::inventory`).
+    "CREATE TABLE IF NOT EXISTS device_attributes (
+        device_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value_text TEXT NOT NULL,
+        value_num DOUBLE PRECISION,
+        PRIMARY KEY (device_id, scope, name, value_text))",
+    "CREATE INDEX IF NOT EXISTS device_attributes_value ON device_attributes (scope, name, value_text)",
+    "CREATE INDEX IF NOT EXISTS device_attributes_num ON device_attributes (scope, name, value_num)",
+    "CREATE INDEX IF NOT EXISTS devices_group ON devices (group_name)",
+    "CREATE INDEX IF NOT EXISTS devices_status ON devices (status, id)",
 ];
 
 /// Open (creating if needed) the database at `url` and bring its schema up
@@ -212,6 +225,28 @@ impl Sql {
     /// Append SQL text.
     pub fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
+        self
+    }
+    /// Append another piece, renumbering its placeholders after ours.
+    pub fn extend(&mut self, other: &Sql) -> &mut Sql {
+        let base = self.args.len();
+        let mut text = String::with_capacity(other.text.len());
+        let mut chars = other.text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    n.push(d);
+                    chars.next();
+                }
+                let n: usize = n.parse().unwrap_or(0);
+                text.push_str(&format!("${}", n + base));
+            } else {
+                text.push(c);
+            }
+        }
+        self.text.push_str(&text);
+        self.args.extend(other.args.iter().cloned());
         self
     }
     /// Add a value; returns its placeholder.

@@ -214,6 +214,9 @@ impl Server {
         let pool = db::open(&url)
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
+        api::inventory::backfill(&pool)
+            .await
+            .map_err(|e| StartError(format!("database: indexing attributes: {e}")))?;
 
         let fresh = random_token(32)?;
         let link_secret = db::setting_or_insert(&pool, "link_key", &fresh)

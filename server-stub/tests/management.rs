@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 const USERADM: &str = "/api/management/v1/useradm";
 const DEVAUTH: &str = "/api/management/v2/devauth";
+const DEPL: &str = "/api/management/v1/deployments";
 const NEXT_V2: &str = "/api/devices/v2/deployments/device/deployments/next";
 
 /// Run a test on SQLite and on PostgreSQL (the latter when
@@ -647,4 +648,765 @@ async fn personal_access_tokens(db: Db) {
     app.req("GET", &format!("{DEVAUTH}/devices"), Some(&forever), None)
         .await
         .assert_error(401);
+}
+
+fn identity(dev: &SimDevice) -> Value {
+    serde_json::from_str(&dev.identity).unwrap()
+}
+
+async fn preauth(app: &App, admin: &str, body: &Value) -> Resp {
+    app.req(
+        "POST",
+        &format!("{DEVAUTH}/devices"),
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
+fn link_fields(r: &Resp) -> Vec<String> {
+    r.headers
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn device(app: &App, admin: &str, id: &str) -> Value {
+    let r = app
+        .req("GET", &format!("{DEVAUTH}/devices/{id}"), Some(admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+on_both!(preauthorized_devices_are_accepted_at_once);
+async fn preauthorized_devices_are_accepted_at_once(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let dev = SimDevice::ed25519("02:00:00:00:02:01");
+    let r = preauth(
+        &app,
+        &admin,
+        &json!({"identity_data": identity(&dev), "pubkey": dev.pubkey_pem}),
+    )
+    .await;
+    let id = location_id(&r);
+    assert_eq!(
+        r.headers["location"].to_str().unwrap(),
+        format!("devices/{id}")
+    );
+    let d = device(&app, &admin, &id).await;
+    assert_eq!(d["status"], "preauthorized");
+    assert_eq!(d["identity_data"], identity(&dev));
+    assert_eq!(d["auth_sets"].as_array().unwrap().len(), 1);
+    assert_eq!(d["auth_sets"][0]["status"], "preauthorized");
+    assert_eq!(d["auth_sets"][0]["pubkey"], dev.pubkey_pem.as_str());
+
+    // The same identity with another key is only pending (401); the device
+    // stays preauthorised.
+    let impostor = SimDevice::ed25519("02:00:00:00:02:01");
+    impostor.auth(&app).await.assert_error(401);
+    let d = device(&app, &admin, &id).await;
+    assert_eq!(d["status"], "preauthorized");
+    let statuses: Vec<&str> = d["auth_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses.contains(&"pending") && statuses.contains(&"preauthorized"));
+
+    // The real device gets a token on its first request and works.
+    let r = dev.auth(&app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.text();
+    let r = app
+        .req(
+            "POST",
+            NEXT_V2,
+            Some(&token),
+            Some(&json!({"device_provides": {"artifact_name": "a", "device_type": "b"}})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let d = device(&app, &admin, &id).await;
+    assert_eq!(d["status"], "accepted");
+
+    // Preauthorising a known identity: 409 whose body is that device.
+    let before = app.counts().await;
+    let r = preauth(
+        &app,
+        &admin,
+        &json!({"identity_data": identity(&dev), "pubkey": dev.pubkey_pem}),
+    )
+    .await;
+    r.assert_error(409);
+    let body = r.json();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["status"], "accepted");
+    assert!(body["auth_sets"].is_array());
+
+    // Bad bodies: 400, nothing stored.
+    for body in [
+        json!({"identity_data": {}, "pubkey": dev.pubkey_pem}),
+        json!({"identity_data": {"mac": "x"}}),
+        json!({"pubkey": dev.pubkey_pem}),
+        json!({"identity_data": "mac=x", "pubkey": dev.pubkey_pem}),
+        json!({"identity_data": {"mac": "x"}, "pubkey": "not a key"}),
+        json!({"identity_data": {"mac": "x"}, "pubkey": dev.pubkey_pem.replace("PUBLIC", "PRIVATE")}),
+    ] {
+        preauth(&app, &admin, &body).await.assert_error(400);
+    }
+    assert_eq!(app.counts().await, before);
+
+    // force: a new key for the known identity is preauthorised on the same
+    // device; the device keeps its accepted set until the new key shows up,
+    // which is then accepted at once (and the old one rejected).
+    let rotated = SimDevice::p256("02:00:00:00:02:01");
+    let r = preauth(
+        &app,
+        &admin,
+        &json!({"identity_data": identity(&dev), "pubkey": rotated.pubkey_pem, "force": true}),
+    )
+    .await;
+    assert_eq!(location_id(&r), id);
+    let d = device(&app, &admin, &id).await;
+    assert_eq!(d["status"], "accepted");
+    assert_eq!(d["auth_sets"].as_array().unwrap().len(), 3);
+    let r = rotated.auth(&app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = device(&app, &admin, &id).await;
+    let accepted: Vec<&Value> = d["auth_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["pubkey"], rotated.pubkey_pem.as_str());
+    app.req(
+        "POST",
+        NEXT_V2,
+        Some(&token),
+        Some(&json!({"device_provides": {"artifact_name": "a", "device_type": "b"}})),
+    )
+    .await
+    .assert_error(401);
+
+    // Deleting the preauthorised set of a never-seen device removes it.
+    let ghost = SimDevice::ed25519("02:00:00:00:02:09");
+    let r = preauth(
+        &app,
+        &admin,
+        &json!({"identity_data": identity(&ghost), "pubkey": ghost.pubkey_pem}),
+    )
+    .await;
+    let gid = location_id(&r);
+    let g = device(&app, &admin, &gid).await;
+    let aid = g["auth_sets"][0]["id"].as_str().unwrap();
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEVAUTH}/devices/{gid}/auth/{aid}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    app.req(
+        "GET",
+        &format!("{DEVAUTH}/devices/{gid}"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(404);
+}
+
+on_both!(device_lists_filter_and_page);
+async fn device_lists_filter_and_page(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    // 3 pending, 2 preauthorised, 1 accepted, 1 rejected.
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        let d = SimDevice::ed25519(&format!("02:00:00:00:03:0{i}"));
+        d.auth(&app).await.assert_error(401);
+        pending.push(d);
+    }
+    for i in 0..2 {
+        let d = SimDevice::ed25519(&format!("02:00:00:00:04:0{i}"));
+        let r = preauth(
+            &app,
+            &admin,
+            &json!({"identity_data": identity(&d), "pubkey": d.pubkey_pem}),
+        )
+        .await;
+        location_id(&r);
+    }
+    let acc = SimDevice::ed25519("02:00:00:00:05:00");
+    let (acc_id, acc_token) = admit(&app, &admin, &acc).await;
+    let rej = SimDevice::ed25519("02:00:00:00:06:00");
+    let (rej_id, _) = admit(&app, &admin, &rej).await;
+    let rej_set = device(&app, &admin, &rej_id).await["auth_sets"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .req(
+            "PUT",
+            &format!("{DEVAUTH}/devices/{rej_id}/auth/{rej_set}/status"),
+            Some(&admin),
+            Some(&json!({"status": "rejected"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+
+    // All of them, sorted by status then ID, on one page: only `first`.
+    let r = app
+        .req("GET", &format!("{DEVAUTH}/devices"), Some(&admin), None)
+        .await;
+    let all = r.json();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 7);
+    let keys: Vec<(String, String)> = all
+        .iter()
+        .map(|d| {
+            (
+                d["status"].as_str().unwrap().to_owned(),
+                d["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(
+        link_fields(&r),
+        [format!(
+            "<{DEVAUTH}/devices?page=1&per_page=20>; rel=\"first\""
+        )]
+    );
+    assert!(r.headers.get("x-total-count").is_none());
+    // Every device carries its own auth sets (one query for all of them).
+    for d in all {
+        let sets = d["auth_sets"].as_array().unwrap();
+        assert_eq!(sets.len(), 1, "{d}");
+        assert_eq!(sets[0]["identity_data"], d["identity_data"]);
+    }
+
+    // Paging pending ones two at a time.
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?status=pending&per_page=2"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let p1 = r.json();
+    assert_eq!(p1.as_array().unwrap().len(), 2);
+    assert_eq!(
+        link_fields(&r),
+        [
+            format!("<{DEVAUTH}/devices?page=2&per_page=2&status=pending>; rel=\"next\""),
+            format!("<{DEVAUTH}/devices?page=1&per_page=2&status=pending>; rel=\"first\""),
+        ]
+    );
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?per_page=2&status=pending&page=2"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let p2 = r.json();
+    assert_eq!(p2.as_array().unwrap().len(), 1);
+    assert_eq!(
+        link_fields(&r),
+        [
+            format!("<{DEVAUTH}/devices?page=1&per_page=2&status=pending>; rel=\"prev\""),
+            format!("<{DEVAUTH}/devices?page=1&per_page=2&status=pending>; rel=\"first\""),
+        ]
+    );
+    let mut ids: Vec<&str> = p1
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2.as_array().unwrap())
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?status=pending&per_page=2&page=3"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
+
+    // Several statuses, IDs.
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?status=accepted&status=rejected"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    let got: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [acc_id.as_str(), rej_id.as_str()]);
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?id={rej_id}&id={acc_id}&id=nonexistent"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(r.as_array().unwrap().len(), 2);
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/devices?id={rej_id}&status=accepted"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(r, json!([]));
+    // The same through search (string or list values).
+    let r = app
+        .req(
+            "POST",
+            &format!("{DEVAUTH}/devices/search?per_page=1"),
+            Some(&admin),
+            Some(&json!({"status": ["preauthorized", "pending"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    assert_eq!(r.json()[0]["status"], "pending");
+    assert!(link_fields(&r)[0].contains("rel=\"next\""));
+    let r = app
+        .req(
+            "POST",
+            &format!("{DEVAUTH}/devices/search"),
+            Some(&admin),
+            Some(&json!({"id": acc_id})),
+        )
+        .await
+        .json();
+    assert_eq!(r.as_array().unwrap().len(), 1);
+
+    // Counts.
+    for (q, n) in [
+        ("", 7),
+        ("?status=pending", 3),
+        ("?status=preauthorized", 2),
+        ("?status=accepted", 1),
+        ("?status=rejected", 1),
+        ("?status=noauth", 0),
+    ] {
+        let r = app
+            .req(
+                "GET",
+                &format!("{DEVAUTH}/devices/count{q}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.json(), json!({ "count": n }), "{q}");
+    }
+
+    // Bad filters and paging: 400.
+    for q in [
+        "devices?status=bogus",
+        "devices?per_page=501",
+        "devices?per_page=0",
+        "devices?page=0",
+        "devices?page=x",
+        "devices/count?status=bogus",
+    ] {
+        app.req("GET", &format!("{DEVAUTH}/{q}"), Some(&admin), None)
+            .await
+            .assert_error(400);
+    }
+    app.req(
+        "POST",
+        &format!("{DEVAUTH}/devices/search"),
+        Some(&admin),
+        Some(&json!({"status": "bogus"})),
+    )
+    .await
+    .assert_error(400);
+
+    // Revoking one device token: the device re-authenticates.
+    let acc_set = device(&app, &admin, &acc_id).await["auth_sets"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEVAUTH}/tokens/{acc_set}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let provides = json!({"device_provides": {"artifact_name": "a", "device_type": "b"}});
+    app.req("POST", NEXT_V2, Some(&acc_token), Some(&provides))
+        .await
+        .assert_error(401);
+    app.req(
+        "DELETE",
+        &format!("{DEVAUTH}/tokens/{acc_set}"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(404);
+    let r = acc.auth(&app).await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .req("POST", NEXT_V2, Some(&r.text()), Some(&provides))
+        .await;
+    assert_eq!(r.status, 204);
+
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEVAUTH}/limits/max_devices"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!({"limit": 0}));
+    app.req(
+        "GET",
+        &format!("{DEVAUTH}/limits/other"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(400);
+}
+
+fn have_mender_artifact() -> bool {
+    std::process::Command::new("mender-artifact")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Upload a single-file artifact named `name` for `device_type`.
+async fn upload(app: &App, admin: &str, work: &std::path::Path, name: &str, device_type: &str) {
+    let file = common::single_file_artifact(work, name, "/tmp/x", "f.txt", name, device_type);
+    let r = app.upload(admin, &std::fs::read(&file).unwrap()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+async fn create_deployment(app: &App, admin: &str, path: &str, body: Value) -> Resp {
+    app.req(
+        "POST",
+        &format!("{DEPL}/deployments{path}"),
+        Some(admin),
+        Some(&body),
+    )
+    .await
+}
+
+fn provides(name: &str, device_type: &str) -> Value {
+    json!({"device_provides": {"artifact_name": name, "device_type": device_type}})
+}
+
+on_both!(deployment_lists_filter_and_page);
+async fn deployment_lists_filter_and_page(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    upload(&app, &admin, work.path(), "rel-1", "board").await;
+    upload(&app, &admin, work.path(), "rel-2", "board").await;
+    let a = SimDevice::ed25519("02:00:00:00:07:01");
+    let b = SimDevice::ed25519("02:00:00:00:07:02");
+    let (a_id, a_token) = admit(&app, &admin, &a).await;
+    let (b_id, _) = admit(&app, &admin, &b).await;
+
+    // Five deployments, oldest first: Alpha (rel-1, a) picked up and
+    // downloading; Beta (rel-2, b) aborted; three pending.
+    let mut ids = Vec::new();
+    for (name, artifact, devices) in [
+        ("Alpha", "rel-1", vec![a_id.as_str()]),
+        ("Beta", "rel-2", vec![b_id.as_str()]),
+        ("gamma 100%", "rel-2", vec![a_id.as_str(), b_id.as_str()]),
+        ("delta", "rel-1", vec![b_id.as_str()]),
+        ("epsilon", "rel-2", vec![a_id.as_str()]),
+    ] {
+        let r = create_deployment(
+            &app,
+            &admin,
+            "",
+            json!({"name": name, "artifact_name": artifact, "devices": devices}),
+        )
+        .await;
+        ids.push(location_id(&r));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let r = app
+        .req(
+            "POST",
+            NEXT_V2,
+            Some(&a_token),
+            Some(&provides("rel-0", "board")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], ids[0].as_str());
+    let r = app
+        .req(
+            "PUT",
+            &format!(
+                "/api/devices/v1/deployments/device/deployments/{}/status",
+                ids[0]
+            ),
+            Some(&a_token),
+            Some(&json!({"status": "downloading"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = app
+        .req(
+            "PUT",
+            &format!("{DEPL}/deployments/{}/status", ids[1]),
+            Some(&admin),
+            Some(&json!({"status": "aborted"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+
+    let list = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .req("GET", &format!("{DEPL}/deployments{q}"), Some(&admin), None)
+                .await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            r
+        }
+    };
+    let names = |r: &Resp| -> Vec<String> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Newest first, paged, with the total and links.
+    let r = list("?per_page=2").await;
+    assert_eq!(names(&r), ["epsilon", "delta"]);
+    assert_eq!(r.headers["x-total-count"], "5");
+    assert_eq!(
+        link_fields(&r),
+        [
+            format!("<{DEPL}/deployments?page=2&per_page=2>; rel=\"next\""),
+            format!("<{DEPL}/deployments?page=1&per_page=2>; rel=\"first\""),
+        ]
+    );
+    let r = list("?per_page=2&page=3").await;
+    assert_eq!(names(&r), ["Alpha"]);
+    assert_eq!(link_fields(&r).len(), 2); // prev, first
+    let r = list("?sort=asc&per_page=2&page=2").await;
+    assert_eq!(names(&r), ["gamma 100%", "delta"]);
+
+    // Each listed object is exactly what GET shows (statistics and
+    // artifacts belong to their own deployment).
+    let r = list("").await;
+    for d in r.json().as_array().unwrap() {
+        let one = app
+            .req(
+                "GET",
+                &format!("{DEPL}/deployments/{}", d["id"].as_str().unwrap()),
+                Some(&admin),
+                None,
+            )
+            .await
+            .json();
+        assert_eq!(*d, one);
+    }
+    let by_name = |n: &str| {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let alpha = by_name("Alpha");
+    assert_eq!(alpha["status"], "inprogress");
+    assert_eq!(alpha["device_count"], 1);
+    assert_eq!(alpha["statistics"]["status"]["downloading"], 1);
+    assert_eq!(alpha["artifacts"].as_array().unwrap().len(), 1);
+    let beta = by_name("Beta");
+    assert_eq!(beta["status"], "finished");
+    assert_eq!(beta["statistics"]["status"]["downloading"], 0);
+    assert_ne!(alpha["artifacts"], beta["artifacts"]);
+    assert_eq!(by_name("gamma 100%")["max_devices"], 2);
+
+    // Filters.
+    assert_eq!(names(&list("?status=inprogress").await), ["Alpha"]);
+    assert_eq!(names(&list("?status=finished").await), ["Beta"]);
+    assert_eq!(names(&list("?status=aborted").await), ["Beta"]);
+    assert_eq!(
+        names(&list("?status=pending&sort=asc").await),
+        ["gamma 100%", "delta", "epsilon"]
+    );
+    let r = list("?status=pending&per_page=1&page=2").await;
+    assert_eq!(r.headers["x-total-count"], "3");
+    assert_eq!(names(&r), ["delta"]);
+    assert_eq!(names(&list("?search=ALPHA").await), ["Alpha"]);
+    assert_eq!(
+        names(&list("?search=rel-1&sort=asc").await),
+        ["Alpha", "delta"]
+    );
+    assert_eq!(names(&list("?search=100%25").await), ["gamma 100%"]);
+    assert!(names(&list("?search=a%25a").await).is_empty());
+    assert!(names(&list("?search=_").await).is_empty());
+    assert_eq!(list("?type=software").await.headers["x-total-count"], "5");
+    assert!(names(&list("?type=configuration").await).is_empty());
+    let later = common_now() + 3600;
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments?created_after={later}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments?created_before={later}&created_after=0"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.headers["x-total-count"], "5");
+    for q in [
+        "?status=bogus",
+        "?type=firmware",
+        "?sort=sideways",
+        "?created_after=today",
+        "?per_page=501",
+    ] {
+        app.req("GET", &format!("{DEPL}/deployments{q}"), Some(&admin), None)
+            .await
+            .assert_error(400);
+    }
+
+    // Statistics of several at once.
+    let r = app
+        .req(
+            "POST",
+            &format!("{DEPL}/deployments/statistics/list"),
+            Some(&admin),
+            Some(&json!({"deployment_ids": [ids[0], ids[2], "00000000-0000-4000-8000-000000000000"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let s0 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(s0["stats"]["downloading"], 1);
+    assert_eq!(s0["stats"].as_object().unwrap().len(), 13);
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{}/statistics", ids[0]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), s0["stats"]);
+    app.req(
+        "POST",
+        &format!("{DEPL}/deployments/statistics/list"),
+        Some(&admin),
+        Some(&json!({"deployment_ids": ["00000000-0000-4000-8000-000000000000"]})),
+    )
+    .await
+    .assert_error(404);
+    app.req(
+        "POST",
+        &format!("{DEPL}/deployments/statistics/list"),
+        Some(&admin),
+        Some(&json!({"deployment_ids": ["nope"]})),
+    )
+    .await
+    .assert_error(400);
+
+    // A deployment's devices, paged and filtered.
+    let r = app
+        .req(
+            "GET",
+            &format!(
+                "{DEPL}/deployments/{}/devices/list?status=downloading",
+                ids[0]
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["x-total-count"], "1");
+    assert_eq!(r.json()[0]["id"], a_id.as_str());
+    assert_eq!(r.json()[0]["image"]["name"], "rel-1");
+    for (status, n) in [("active", "1"), ("finished", "0"), ("success", "0")] {
+        let r = app
+            .req(
+                "GET",
+                &format!("{DEPL}/deployments/{}/devices/list?status={status}", ids[0]),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.headers["x-total-count"], n, "{status}");
+    }
+    app.req(
+        "GET",
+        &format!("{DEPL}/deployments/{}/devices/list?status=bogus", ids[0]),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(400);
 }

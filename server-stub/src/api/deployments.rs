@@ -8,20 +8,21 @@
 //! and the enterprise fields (`retries`, `phases`, `max_devices`,
 //! `update_control_map`) are not implemented (the fields are ignored).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json as AxumJson;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use super::UserAuth;
 use crate::artifacts::{self, UploadError};
-use crate::db::{self, RowExt};
+use crate::db::{self, RowExt, Sql};
 use crate::error::{ApiError, Json};
 use crate::AppState;
 
@@ -429,12 +430,15 @@ async fn create(
     .bind(group)
     .execute(&mut *tx)
     .await?;
-    for d in &devices {
-        sqlx::query("INSERT INTO deployment_targets (deployment_id, device_id) VALUES ($1, $2)")
-            .bind(&id)
-            .bind(d)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in devices.chunks(500) {
+        let mut sql = Sql::new("INSERT INTO deployment_targets (deployment_id, device_id) VALUES ");
+        let dep = sql.arg(id.as_str());
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|d| format!("({dep}, {})", sql.arg(d.as_str())))
+            .collect();
+        sql.push(&values.join(", "));
+        sql.query().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(created(format!(
@@ -461,73 +465,103 @@ pub async fn create_group_deployment(
     create(&st, body, Some(name)).await
 }
 
-async fn stats<'e, E>(ex: E, id: &str) -> Result<serde_json::Map<String, Value>, ApiError>
-where
-    E: sqlx::Executor<'e, Database = Any>,
-{
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM device_deployments WHERE deployment_id = $1 GROUP BY status")
-        .bind(id)
-        .fetch_all(ex)
-        .await?;
-    let mut m = serde_json::Map::new();
-    for s in ALL_STATUSES {
-        m.insert((*s).into(), json!(0));
-    }
-    for r in &rows {
-        m.insert(r.text("status")?, json!(r.int("n")?));
-    }
-    Ok(m)
+fn zero_stats() -> serde_json::Map<String, Value> {
+    ALL_STATUSES
+        .iter()
+        .map(|s| ((*s).into(), json!(0)))
+        .collect()
 }
 
-async fn deployment_json(st: &AppState, r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
-    let id = r.text("id")?;
-    let counts = stats(&st.db, &id).await?;
-    let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
-    let finished = r.opt_int("finished_ts")?;
-    let status = if finished.is_some() {
-        "finished"
-    } else if ALL_STATUSES.iter().any(|s| *s != "pending" && n(s) > 0) {
-        "inprogress"
-    } else {
-        "pending"
-    };
-    let device_count: i64 = counts.values().filter_map(Value::as_i64).sum();
-    let artifact_ids: Vec<String> =
-        sqlx::query("SELECT id FROM artifacts WHERE name = $1 ORDER BY id")
-            .bind(r.text("artifact_name")?)
-            .fetch_all(&st.db)
-            .await?
-            .iter()
-            .map(|a| a.text("id"))
-            .collect::<Result<_, _>>()?;
-    let mut v = json!({
-        "id": id,
-        "name": r.text("name")?,
-        "artifact_name": r.text("artifact_name")?,
-        "created": db::rfc3339(r.int("created_ts")?),
-        "status": status,
-        "device_count": device_count,
-        "max_devices": r.int("max_devices")?,
-        "artifacts": artifact_ids,
-        "type": "software",
-        "statistics": { "status": counts, "total_size": 0 },
-    });
-    if let Some(f) = finished {
-        v["finished"] = json!(db::rfc3339(f));
+/// The per-status counts of each of `ids` (every key present): one query.
+async fn stats_of(
+    st: &AppState,
+    ids: &[String],
+) -> Result<HashMap<String, serde_json::Map<String, Value>>, ApiError> {
+    let mut out: HashMap<String, serde_json::Map<String, Value>> =
+        ids.iter().map(|id| (id.clone(), zero_stats())).collect();
+    if ids.is_empty() {
+        return Ok(out);
     }
-    if let Some(g) = r.opt_text("group_name")? {
-        v["groups"] = json!([g]);
+    let mut sql =
+        Sql::new("SELECT deployment_id, status, COUNT(*) AS n FROM device_deployments WHERE");
+    sql.push_in("deployment_id", ids.iter().map(String::as_str))
+        .push(" GROUP BY deployment_id, status");
+    for r in &sql.query().fetch_all(&st.db).await? {
+        if let Some(m) = out.get_mut(&r.text("deployment_id")?) {
+            m.insert(r.text("status")?, json!(r.int("n")?));
+        }
     }
-    if r.int("force_installation")? != 0 {
-        v["force_installation"] = json!(true);
-    }
-    if r.int("all_devices")? != 0 {
-        v["all_devices"] = json!(true);
-    }
-    Ok(v)
+    Ok(out)
 }
 
-async fn deployment_row(st: &AppState, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {
+/// Deployment objects for `rows` of `deployments`, in order: two more
+/// queries (statistics, artifact IDs) whatever their number.
+async fn deployments_json(st: &AppState, rows: &[AnyRow]) -> Result<Vec<Value>, ApiError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<_, _>>()?;
+    let mut counts = stats_of(st, &ids).await?;
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| r.text("artifact_name"))
+        .collect::<Result<_, _>>()?;
+    let mut sql = Sql::new("SELECT id, name FROM artifacts WHERE");
+    sql.push_in("name", names.iter().map(String::as_str))
+        .push(" ORDER BY id");
+    let mut artifact_ids: HashMap<String, Vec<String>> = HashMap::new();
+    for a in &sql.query().fetch_all(&st.db).await? {
+        artifact_ids
+            .entry(a.text("name")?)
+            .or_default()
+            .push(a.text("id")?);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for ((r, id), name) in rows.iter().zip(ids).zip(names) {
+        let counts = counts.remove(&id).unwrap_or_else(zero_stats);
+        let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let finished = r.opt_int("finished_ts")?;
+        let status = if finished.is_some() {
+            "finished"
+        } else if ALL_STATUSES.iter().any(|s| *s != "pending" && n(s) > 0) {
+            "inprogress"
+        } else {
+            "pending"
+        };
+        let device_count: i64 = counts.values().filter_map(Value::as_i64).sum();
+        let mut v = json!({
+            "id": id,
+            "name": r.text("name")?,
+            "artifact_name": name,
+            "created": db::rfc3339(r.int("created_ts")?),
+            "status": status,
+            "device_count": device_count,
+            "max_devices": r.int("max_devices")?,
+            "artifacts": artifact_ids.get(&name).cloned().unwrap_or_default(),
+            "type": "software",
+            "statistics": { "status": counts, "total_size": 0 },
+        });
+        if let Some(f) = finished {
+            v["finished"] = json!(db::rfc3339(f));
+        }
+        if let Some(g) = r.opt_text("group_name")? {
+            v["groups"] = json!([g]);
+        }
+        if r.int("force_installation")? != 0 {
+            v["force_installation"] = json!(true);
+        }
+        if r.int("all_devices")? != 0 {
+            v["all_devices"] = json!(true);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+async fn deployment_row(st: &AppState, id: &str) -> Result<AnyRow, ApiError> {
     uuid_param(id)?;
     sqlx::query("SELECT * FROM deployments WHERE id = $1")
         .bind(id)
@@ -536,45 +570,108 @@ async fn deployment_row(st: &AppState, id: &str) -> Result<sqlx::any::AnyRow, Ap
         .ok_or_else(|| ApiError::not_found("Resource not found"))
 }
 
-/// `GET /deployments` (paged, newest first; `status` filter).
+/// SQL for a deployment status (`d` = the deployments row), as derived in
+/// section 6.3 of the spec.
+fn status_condition(status: &str) -> &'static str {
+    match status {
+        "finished" => "d.finished_ts IS NOT NULL",
+        "inprogress" => concat!(
+            "d.finished_ts IS NULL AND EXISTS (SELECT 1 FROM device_deployments x ",
+            "WHERE x.deployment_id = d.id AND x.status <> 'pending')"
+        ),
+        _ => concat!(
+            "d.finished_ts IS NULL AND NOT EXISTS (SELECT 1 FROM device_deployments x ",
+            "WHERE x.deployment_id = d.id AND x.status <> 'pending')"
+        ),
+    }
+}
+
+fn unix_seconds(q: &[(String, String)], key: &str) -> Result<Option<i64>, ApiError> {
+    match q.iter().find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{key}: not a Unix time in seconds"))),
+    }
+}
+
+/// `GET /deployments`: paged, newest first (`sort=asc`: oldest first);
+/// filters `status`, `type`, `search` (case-insensitive substring of the
+/// name or artifact name), `created_after`, `created_before` (Unix
+/// seconds, inclusive). `Link` and `X-Total-Count`; four queries a page.
 pub async fn list_deployments(
     State(st): State<AppState>,
     _user: UserAuth,
+    uri: Uri,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let paging = super::Paging::from_query(&q)?;
-    let status = q
-        .iter()
-        .find(|(k, _)| k == "status")
-        .map(|(_, v)| v.as_str());
-    let status = match status {
+    let one = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let status = match one("status") {
         None => None,
         Some("aborted") => Some("finished"),
         Some(s @ ("pending" | "inprogress" | "finished")) => Some(s),
         Some(other) => return Err(ApiError::bad_request(format!("unknown status {other}"))),
     };
-    let asc = q.iter().any(|(k, v)| k == "sort" && v == "asc");
-    let rows = sqlx::query(if asc {
-        "SELECT * FROM deployments ORDER BY created_ts ASC, id"
-    } else {
-        "SELECT * FROM deployments ORDER BY created_ts DESC, id"
-    })
-    .fetch_all(&st.db)
-    .await?;
-    let mut all = Vec::new();
-    for r in &rows {
-        let v = deployment_json(&st, r).await?;
-        if status.is_none_or(|s| v["status"] == s) {
-            all.push(v);
+    let desc = match one("sort") {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort: must be asc or desc, not {other}"
+            )))
+        }
+    };
+    let mut filter = Sql::new(" WHERE 1 = 1");
+    match one("type") {
+        None | Some("software") => {}
+        Some("configuration") => {
+            filter.push(" AND 1 = 0");
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "type: must be software or configuration, not {other}"
+            )))
         }
     }
-    let total = all.len();
-    let page: Vec<Value> = all
-        .into_iter()
-        .skip(usize::try_from(paging.offset()).unwrap_or(usize::MAX))
-        .take(usize::try_from(paging.per_page).unwrap_or(20))
-        .collect();
-    Ok(([("x-total-count", total.to_string())], AxumJson(page)).into_response())
+    if let Some(s) = status {
+        filter.push(&format!(" AND {}", status_condition(s)));
+    }
+    if let Some(text) = one("search").filter(|t| !t.trim().is_empty()) {
+        let p = filter.arg(db::like_pattern(&text.trim().to_lowercase()));
+        filter.push(&format!(
+            " AND (LOWER(d.name) LIKE {p} ESCAPE '\\' OR LOWER(d.artifact_name) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(t) = unix_seconds(&q, "created_after")? {
+        let p = filter.arg(t.saturating_mul(1_000_000));
+        filter.push(&format!(" AND d.created_ts >= {p}"));
+    }
+    if let Some(t) = unix_seconds(&q, "created_before")? {
+        let p = filter.arg(t.saturating_mul(1_000_000).saturating_add(999_999));
+        filter.push(&format!(" AND d.created_ts <= {p}"));
+    }
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM deployments d");
+    count.extend(&filter);
+    let total = count.query().fetch_one(&st.db).await?.int("n")?;
+    let mut sql = Sql::new("SELECT d.* FROM deployments d");
+    sql.extend(&filter);
+    let limit = sql.arg(paging.per_page);
+    let offset = sql.arg(paging.offset());
+    sql.push(&format!(
+        " ORDER BY d.created_ts {dir}, d.id {dir} LIMIT {limit} OFFSET {offset}",
+        dir = if desc { "DESC" } else { "ASC" }
+    ));
+    let rows = sql.query().fetch_all(&st.db).await?;
+    let items = deployments_json(&st, &rows).await?;
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        items,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
 }
 
 /// `GET /deployments/{id}`.
@@ -584,7 +681,8 @@ pub async fn get_deployment(
     Path(id): Path<String>,
 ) -> Result<AxumJson<Value>, ApiError> {
     let r = deployment_row(&st, &id).await?;
-    Ok(AxumJson(deployment_json(&st, &r).await?))
+    let mut v = deployments_json(&st, &[r]).await?;
+    Ok(AxumJson(v.pop().unwrap_or(Value::Null)))
 }
 
 /// `GET /deployments/{id}/statistics`.
@@ -594,10 +692,71 @@ pub async fn statistics(
     Path(id): Path<String>,
 ) -> Result<AxumJson<Value>, ApiError> {
     deployment_row(&st, &id).await?;
-    Ok(AxumJson(Value::Object(stats(&st.db, &id).await?)))
+    let mut all = stats_of(&st, std::slice::from_ref(&id)).await?;
+    Ok(AxumJson(Value::Object(
+        all.remove(&id).unwrap_or_else(zero_stats),
+    )))
 }
 
-/// `GET /deployments/{id}/devices` (and `/devices/list`): the devices that
+const DEVICE_ITEM_SQL: &str =
+    "SELECT dd.*, a.id AS a_id, a.name, a.description, a.depends_key, a.info, a.size, a.modified_ts
+     FROM device_deployments dd LEFT JOIN artifacts a ON a.id = dd.artifact_id";
+
+/// A device-deployment item (section 3.7) from a [`DEVICE_ITEM_SQL`] row.
+fn device_item(r: &AnyRow, created: &str) -> Result<Value, ApiError> {
+    let mut v = json!({
+        "id": r.text("device_id")?,
+        "status": r.text("status")?,
+        "created": created,
+        "log": r.opt_text("log")?.is_some(),
+    });
+    if let Some(t) = r.opt_int("started_ts")? {
+        v["started"] = json!(db::rfc3339(t));
+    }
+    if let Some(t) = r.opt_int("finished_ts")? {
+        v["finished"] = json!(db::rfc3339(t));
+    }
+    if let Some(s) = r.opt_text("substate")? {
+        v["substate"] = json!(s);
+    }
+    if let Some(aid) = r.opt_text("a_id")? {
+        let mut img = r.json("info")?;
+        img["id"] = json!(aid);
+        img["name"] = json!(r.text("name")?);
+        let desc = r.text("description")?;
+        if !desc.is_empty() {
+            img["description"] = json!(desc);
+        }
+        img["size"] = json!(r.int("size")?);
+        img["modified"] = json!(db::rfc3339(r.int("modified_ts")?));
+        v["image"] = img;
+    }
+    Ok(v)
+}
+
+/// SQL for a device-deployment `status` filter: one status, or `pause`,
+/// `active`, `finished`.
+fn device_status_condition(sql: &mut Sql, status: &str) -> Result<(), ApiError> {
+    match status {
+        "pause" => {
+            sql.push(" AND dd.status LIKE 'pause%'");
+        }
+        "active" => {
+            sql.push(" AND dd.finished_ts IS NULL");
+        }
+        "finished" => {
+            sql.push(" AND dd.finished_ts IS NOT NULL");
+        }
+        s if ALL_STATUSES.contains(&s) => {
+            let p = sql.arg(s);
+            sql.push(&format!(" AND dd.status = {p}"));
+        }
+        other => return Err(ApiError::bad_request(format!("unknown status {other}"))),
+    }
+    Ok(())
+}
+
+/// `GET /deployments/{id}/devices` (deprecated, unpaged): the devices that
 /// picked the deployment up, with their status.
 pub async fn deployment_devices(
     State(st): State<AppState>,
@@ -606,42 +765,109 @@ pub async fn deployment_devices(
 ) -> Result<AxumJson<Vec<Value>>, ApiError> {
     let d = deployment_row(&st, &id).await?;
     let created = db::rfc3339(d.int("created_ts")?);
-    let rows = sqlx::query(
-        "SELECT dd.*, a.id AS a_id, a.name, a.description, a.depends_key, a.info, a.size, a.modified_ts
-         FROM device_deployments dd LEFT JOIN artifacts a ON a.id = dd.artifact_id
-         WHERE dd.deployment_id = $1 ORDER BY dd.device_id",
-    )
+    let rows = sqlx::query(&format!(
+        "{DEVICE_ITEM_SQL} WHERE dd.deployment_id = $1 ORDER BY dd.device_id"
+    ))
     .bind(&id)
     .fetch_all(&st.db)
     .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let mut v = json!({
-            "id": r.text("device_id")?,
-            "status": r.text("status")?,
-            "created": created,
-            "log": r.opt_text("log")?.is_some(),
-        });
-        if let Some(t) = r.opt_int("started_ts")? {
-            v["started"] = json!(db::rfc3339(t));
-        }
-        if let Some(t) = r.opt_int("finished_ts")? {
-            v["finished"] = json!(db::rfc3339(t));
-        }
-        if let Some(s) = r.opt_text("substate")? {
-            v["substate"] = json!(s);
-        }
-        if let Some(aid) = r.opt_text("a_id")? {
-            let mut img = r.json("info")?;
-            img["id"] = json!(aid);
-            img["name"] = json!(r.text("name")?);
-            img["size"] = json!(r.int("size")?);
-            img["modified"] = json!(db::rfc3339(r.int("modified_ts")?));
-            v["image"] = img;
-        }
-        out.push(v);
+    Ok(AxumJson(
+        rows.iter()
+            .map(|r| device_item(r, &created))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// `GET /deployments/{id}/devices/list`: the same, paged, optional
+/// `status` filter; `Link` and `X-Total-Count`.
+pub async fn deployment_devices_list(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Path(id): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let paging = super::Paging::from_query(&q)?;
+    let d = deployment_row(&st, &id).await?;
+    let created = db::rfc3339(d.int("created_ts")?);
+    let mut filter = Sql::new(" WHERE dd.deployment_id = ");
+    let p = filter.arg(id.as_str());
+    filter.push(&p);
+    if let Some((_, s)) = q.iter().find(|(k, _)| k == "status") {
+        device_status_condition(&mut filter, s)?;
     }
-    Ok(AxumJson(out))
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM device_deployments dd");
+    count.extend(&filter);
+    let total = count.query().fetch_one(&st.db).await?.int("n")?;
+    let mut sql = Sql::new(DEVICE_ITEM_SQL);
+    sql.extend(&filter);
+    let (limit, offset) = (sql.arg(paging.per_page), sql.arg(paging.offset()));
+    sql.push(&format!(
+        " ORDER BY dd.device_id LIMIT {limit} OFFSET {offset}"
+    ));
+    let items: Vec<Value> = sql
+        .query()
+        .fetch_all(&st.db)
+        .await?
+        .iter()
+        .map(|r| device_item(r, &created))
+        .collect::<Result<_, _>>()?;
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        items,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
+}
+
+/// Body of `POST /deployments/statistics/list`.
+#[derive(Deserialize)]
+pub struct StatsListBody {
+    deployment_ids: Vec<String>,
+}
+
+/// `POST /deployments/statistics/list` `{"deployment_ids": [..]}` (1-100
+/// UUIDs): `[{"id", "stats"}]` for those that exist; 404 when none does.
+pub async fn statistics_list(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Json(body): Json<StatsListBody>,
+) -> Result<AxumJson<Value>, ApiError> {
+    let mut ids = body.deployment_ids;
+    if ids.is_empty() {
+        // Upstream's quirk, kept: an empty list is answered with `{}`.
+        return Ok(AxumJson(json!({})));
+    }
+    if ids.len() > 100 {
+        return Err(ApiError::bad_request("deployment_ids: at most 100 IDs"));
+    }
+    for id in &ids {
+        uuid_param(id)?;
+    }
+    ids.sort();
+    ids.dedup();
+    let mut sql = Sql::new("SELECT id FROM deployments WHERE");
+    sql.push_in("id", ids.iter().map(String::as_str))
+        .push(" ORDER BY id");
+    let found: Vec<String> = sql
+        .query()
+        .fetch_all(&st.db)
+        .await?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<_, _>>()?;
+    if found.is_empty() {
+        return Err(ApiError::not_found("Resource not found"));
+    }
+    let mut stats = stats_of(&st, &found).await?;
+    let out: Vec<Value> = found
+        .into_iter()
+        .map(|id| {
+            let s = stats.remove(&id).unwrap_or_else(zero_stats);
+            json!({ "id": id, "stats": s })
+        })
+        .collect();
+    Ok(AxumJson(Value::Array(out)))
 }
 
 /// `GET /deployments/{id}/device_list`: the targeted device IDs.

@@ -2,19 +2,27 @@
 //! admitting them (`spec/mender-management-api.md` section 2).
 //!
 //! Updraft differences: decommissioning is synchronous (the device and its
-//! auth sets are gone when 204 is answered); 404s carry the usual error body.
+//! auth sets are gone when 204 is answered); 404s carry the usual error body;
+//! the preauthorisation 409 is the existing device with `error` and
+//! `request_id` added; a forced preauthorisation's `Location` names the
+//! existing device (upstream: a fresh, unused ID); `max_devices` is always 0
+//! (no limit); `POST /devices/search` takes JSON only.
+
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::Json as AxumJson;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json as AxumJson};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use super::{Paging, UserAuth};
-use crate::db::{self, RowExt};
-use crate::error::{ApiError, Json};
+use crate::db::{self, RowExt, Sql};
+use crate::devkey::DeviceKey;
+use crate::error::{ApiError, Json, RequestId};
 use crate::AppState;
 
 const DEVICE_STATUSES: &[&str] = &["pending", "accepted", "rejected", "preauthorized", "noauth"];
@@ -71,15 +79,23 @@ fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
-async fn device_json(st: &AppState, row: &AnyRow) -> Result<Value, ApiError> {
-    let id = row.text("id")?;
-    let sets = sqlx::query("SELECT id, identity, pubkey, status, ts FROM auth_sets WHERE device_id = $1 ORDER BY ts, id")
-        .bind(&id)
-        .fetch_all(&st.db)
-        .await?;
-    let mut auth_sets = Vec::new();
-    for s in &sets {
-        auth_sets.push(json!({
+/// Device objects for `rows` of `devices`, in order: one more query for all
+/// of their auth sets.
+pub(crate) async fn devices_json(st: &AppState, rows: &[AnyRow]) -> Result<Vec<Value>, ApiError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<_, _>>()?;
+    let mut sql =
+        Sql::new("SELECT id, device_id, identity, pubkey, status, ts FROM auth_sets WHERE");
+    sql.push_in("device_id", ids.iter().map(String::as_str))
+        .push(" ORDER BY ts, id");
+    let mut sets: HashMap<String, Vec<Value>> = HashMap::new();
+    for s in &sql.query().fetch_all(&st.db).await? {
+        sets.entry(s.text("device_id")?).or_default().push(json!({
             "id": s.text("id")?,
             "identity_data": parse_json(&s.text("identity")?),
             "pubkey": s.text("pubkey")?,
@@ -87,67 +103,125 @@ async fn device_json(st: &AppState, row: &AnyRow) -> Result<Value, ApiError> {
             "status": s.text("status")?,
         }));
     }
-    let mut v = json!({
-        "id": id,
-        "identity_data": parse_json(&row.text("identity")?),
-        "status": row.text("status")?,
-        "decommissioning": row.int("decommissioning")? != 0,
-        "created_ts": db::rfc3339(row.int("created_ts")?),
-        "updated_ts": db::rfc3339(row.int("updated_ts")?),
-        "auth_sets": auth_sets,
-    });
-    if let Some(t) = row.opt_int("check_in_ts")? {
-        v["check_in_time"] = json!(db::rfc3339(t));
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, id) in rows.iter().zip(ids) {
+        let auth_sets = sets.remove(&id).unwrap_or_default();
+        let mut v = json!({
+            "id": id,
+            "identity_data": parse_json(&row.text("identity")?),
+            "status": row.text("status")?,
+            "decommissioning": row.int("decommissioning")? != 0,
+            "created_ts": db::rfc3339(row.int("created_ts")?),
+            "updated_ts": db::rfc3339(row.int("updated_ts")?),
+            "auth_sets": auth_sets,
+        });
+        if let Some(t) = row.opt_int("check_in_ts")? {
+            v["check_in_time"] = json!(db::rfc3339(t));
+        }
+        out.push(v);
     }
-    Ok(v)
+    Ok(out)
 }
 
-/// `GET /devices?status=..&id=..&page=..&per_page=..`.
+fn check_statuses(statuses: &[&str]) -> Result<(), ApiError> {
+    match statuses.iter().find(|s| !DEVICE_STATUSES.contains(s)) {
+        Some(bad) => Err(ApiError::bad_request(format!(
+            "filter status must be one of: pending, accepted, rejected, preauthorized, noauth (got {bad})"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// One page of devices with these statuses and IDs (either may be empty:
+/// no filter), sorted by status then ID, as upstream sorts them. Two
+/// queries whatever the page size.
+async fn device_page(
+    st: &AppState,
+    uri: &Uri,
+    q: &[(String, String)],
+    statuses: &[&str],
+    ids: &[&str],
+) -> Result<Response, ApiError> {
+    let paging = Paging::from_query(q)?;
+    check_statuses(statuses)?;
+    let mut sql = Sql::new("SELECT * FROM devices WHERE 1 = 1");
+    if !statuses.is_empty() {
+        sql.push(" AND").push_in("status", statuses.iter().copied());
+    }
+    if !ids.is_empty() {
+        sql.push(" AND").push_in("id", ids.iter().copied());
+    }
+    let limit = sql.arg(paging.per_page + 1);
+    let offset = sql.arg(paging.offset());
+    sql.push(&format!(
+        " ORDER BY status, id LIMIT {limit} OFFSET {offset}"
+    ));
+    let mut rows = sql.query().fetch_all(&st.db).await?;
+    let has_next = rows.len() as i64 > paging.per_page;
+    rows.truncate(usize::try_from(paging.per_page).unwrap_or(0));
+    let devices = devices_json(st, &rows).await?;
+    Ok(super::paged(
+        devices,
+        super::links(uri.path(), q, paging, has_next),
+        None,
+    ))
+}
+
+/// `GET /devices?status=..&id=..&page=..&per_page=..` (both filters
+/// repeatable): `Link` fields, no total.
 pub async fn list_devices(
     State(st): State<AppState>,
     _user: UserAuth,
+    uri: Uri,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<AxumJson<Vec<Value>>, ApiError> {
-    let paging = Paging::from_query(&q)?;
-    let statuses: Vec<&str> = q
-        .iter()
-        .filter(|(k, _)| k == "status")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if let Some(bad) = statuses.iter().find(|s| !DEVICE_STATUSES.contains(s)) {
-        return Err(ApiError::bad_request(format!(
-            "filter status must be one of: pending, accepted, rejected, preauthorized, noauth (got {bad})"
-        )));
+) -> Result<Response, ApiError> {
+    let statuses = super::query_values(&q, "status");
+    let ids = super::query_values(&q, "id");
+    device_page(&st, &uri, &q, &statuses, &ids).await
+}
+
+/// A string or a list of strings.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// None given.
+    #[default]
+    None,
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
     }
-    let ids: Vec<&str> = q
-        .iter()
-        .filter(|(k, _)| k == "id")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    // Filters are few and small: filter in SQL by status, then by id here.
-    let rows = sqlx::query("SELECT * FROM devices ORDER BY status, id")
-        .fetch_all(&st.db)
-        .await?;
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    for r in &rows {
-        let status = r.text("status")?;
-        let id = r.text("id")?;
-        if (!statuses.is_empty() && !statuses.contains(&status.as_str()))
-            || (!ids.is_empty() && !ids.contains(&id.as_str()))
-        {
-            continue;
-        }
-        if skipped < paging.offset() {
-            skipped += 1;
-            continue;
-        }
-        if out.len() as i64 >= paging.per_page {
-            break;
-        }
-        out.push(device_json(&st, r).await?);
-    }
-    Ok(AxumJson(out))
+}
+
+/// Body of `POST /devices/search`.
+#[derive(Deserialize, Default)]
+pub struct SearchBody {
+    #[serde(default)]
+    status: OneOrMany,
+    #[serde(default)]
+    id: OneOrMany,
+}
+
+/// `POST /devices/search` `{"status": .., "id": ..}` (each a string or a
+/// list), paged by the query like `GET /devices`.
+pub async fn search_devices(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+    Json(body): Json<SearchBody>,
+) -> Result<Response, ApiError> {
+    device_page(&st, &uri, &q, &body.status.values(), &body.id.values()).await
 }
 
 /// Query of the count call.
@@ -192,7 +266,134 @@ pub async fn get_device(
         .fetch_optional(&st.db)
         .await?
         .ok_or_else(|| ApiError::not_found("device not found"))?;
-    Ok(AxumJson(device_json(&st, &row).await?))
+    let mut v = devices_json(&st, &[row]).await?;
+    Ok(AxumJson(v.pop().unwrap_or(Value::Null)))
+}
+
+/// Body of `POST /devices` (preauthorisation).
+#[derive(Deserialize)]
+pub struct PreauthBody {
+    identity_data: BTreeMap<String, Value>,
+    pubkey: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /devices`: preauthorise an identity and key. 201 with
+/// `Location: devices/<id>`; the device is accepted on its first auth
+/// request with exactly that identity and key. An identity already known:
+/// 409 whose body is that device (plus `error` and `request_id`), unless
+/// `force`, which adds (or re-arms) a preauthorised auth set on it.
+pub async fn preauthorize(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Extension(rid): Extension<RequestId>,
+    Json(body): Json<PreauthBody>,
+) -> Result<Response, ApiError> {
+    if body.identity_data.is_empty() {
+        return Err(ApiError::bad_request("identity_data: must not be empty"));
+    }
+    let identity = serde_json::to_string(&body.identity_data).map_err(ApiError::internal)?;
+    let key = DeviceKey::from_pem(&body.pubkey).map_err(ApiError::bad_request)?;
+    let now = db::now_us();
+    let mut tx = st.db.begin().await?;
+    let new_id = db::new_id();
+    let inserted = sqlx::query(
+        "INSERT INTO devices (id, identity, status, created_ts, updated_ts)
+         VALUES ($1, $2, 'preauthorized', $3, $3) ON CONFLICT (identity) DO NOTHING",
+    )
+    .bind(&new_id)
+    .bind(&identity)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let device_id = if inserted {
+        sqlx::query(
+            "INSERT INTO auth_sets (id, device_id, identity, pubkey, status, ts)
+             VALUES ($1, $2, $3, $4, 'preauthorized', $5)",
+        )
+        .bind(db::new_id())
+        .bind(&new_id)
+        .bind(&identity)
+        .bind(key.pem())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        crate::api::inventory::index_identity(&mut tx, &new_id, &body.identity_data).await?;
+        new_id
+    } else {
+        let existing = sqlx::query("SELECT * FROM devices WHERE identity = $1")
+            .bind(&identity)
+            .fetch_one(&mut *tx)
+            .await?;
+        let id = existing.text("id")?;
+        if !body.force {
+            tx.rollback().await?;
+            let mut v = devices_json(&st, &[existing])
+                .await?
+                .pop()
+                .unwrap_or(Value::Null);
+            v["error"] = json!("device already exists");
+            v["request_id"] = json!(rid.0);
+            return Ok((StatusCode::CONFLICT, AxumJson(v)).into_response());
+        }
+        // An accepted set with this key stays accepted; any other becomes
+        // preauthorised (its token, if any, revoked).
+        sqlx::query(
+            "UPDATE auth_sets SET status = 'preauthorized', token_valid = 0
+             WHERE device_id = $1 AND pubkey = $2 AND status <> 'accepted'",
+        )
+        .bind(&id)
+        .bind(key.pem())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO auth_sets (id, device_id, identity, pubkey, status, ts)
+             VALUES ($1, $2, $3, $4, 'preauthorized', $5) ON CONFLICT (device_id, pubkey) DO NOTHING",
+        )
+        .bind(db::new_id())
+        .bind(&id)
+        .bind(&identity)
+        .bind(key.pem())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        refresh_device_status(&mut tx, &id).await?;
+        id
+    };
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("devices/{device_id}"))],
+    )
+        .into_response())
+}
+
+/// `DELETE /tokens/{jti}`: revokes one device token (`jti` = auth set
+/// ID); 204, 404 when there is no such live token.
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(jti): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let res = sqlx::query("UPDATE auth_sets SET token_valid = 0 WHERE id = $1 AND token_valid = 1")
+        .bind(&jti)
+        .execute(&st.db)
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(ApiError::not_found("token not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /limits/max_devices`: `{"limit": 0}` (no limit).
+pub async fn limit(_user: UserAuth, Path(name): Path<String>) -> Result<AxumJson<Value>, ApiError> {
+    if name != "max_devices" {
+        return Err(ApiError::bad_request(format!("unsupported limit {name}")));
+    }
+    Ok(AxumJson(json!({ "limit": 0 })))
 }
 
 /// Body of an auth set status change.
@@ -310,6 +511,10 @@ async fn remove_device(tx: &mut Transaction<'static, Any>, id: &str) -> Result<(
         crate::api::deployments::maybe_finish(tx, &r.text("deployment_id")?).await?;
     }
     sqlx::query("DELETE FROM auth_sets WHERE device_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM device_attributes WHERE device_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;

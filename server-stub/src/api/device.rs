@@ -43,7 +43,8 @@ pub async fn auth_request(
     if identity.is_empty() {
         return Err(ApiError::bad_request("id_data must not be empty"));
     }
-    let identity = serde_json::to_string(&identity).map_err(ApiError::internal)?;
+    let identity_map = identity;
+    let identity = serde_json::to_string(&identity_map).map_err(ApiError::internal)?;
     let key = DeviceKey::from_pem(&req.pubkey).map_err(ApiError::bad_request)?;
     let sig = headers
         .get("x-men-signature")
@@ -59,15 +60,21 @@ pub async fn auth_request(
 
     let now = db::now_us();
     let mut tx = st.db.begin().await?;
-    sqlx::query(
+    let new_id = db::new_id();
+    let created = sqlx::query(
         "INSERT INTO devices (id, identity, status, created_ts, updated_ts)
          VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT (identity) DO NOTHING",
     )
-    .bind(db::new_id())
+    .bind(&new_id)
     .bind(&identity)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if created {
+        super::inventory::index_identity(&mut tx, &new_id, &identity_map).await?;
+    }
     let dev = sqlx::query("SELECT id, decommissioning FROM devices WHERE identity = $1")
         .bind(&identity)
         .fetch_one(&mut *tx)
@@ -187,6 +194,7 @@ async fn store_inventory(
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
+    super::inventory::index_scope(&mut tx, device_id, "inventory", &new).await?;
     tx.commit().await?;
     Ok(StatusCode::OK)
 }

@@ -7,6 +7,7 @@
 pub mod deployments;
 pub mod devauth;
 pub mod device;
+pub mod inventory;
 pub mod useradm;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -89,7 +90,19 @@ pub fn router(state: AppState) -> Router {
             delete(useradm::delete_token),
         )
         // devauth.
-        .route(&format!("{DEVAUTH}/devices"), get(devauth::list_devices))
+        .route(
+            &format!("{DEVAUTH}/devices"),
+            get(devauth::list_devices).post(devauth::preauthorize),
+        )
+        .route(
+            &format!("{DEVAUTH}/devices/search"),
+            post(devauth::search_devices),
+        )
+        .route(
+            &format!("{DEVAUTH}/tokens/{{jti}}"),
+            delete(devauth::revoke_token),
+        )
+        .route(&format!("{DEVAUTH}/limits/{{name}}"), get(devauth::limit))
         .route(
             &format!("{DEVAUTH}/devices/count"),
             get(devauth::count_devices),
@@ -141,7 +154,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{DEPL}/deployments/{{id}}/devices/list"),
-            get(deployments::deployment_devices),
+            get(deployments::deployment_devices_list),
+        )
+        .route(
+            &format!("{DEPL}/deployments/statistics/list"),
+            post(deployments::statistics_list),
         )
         .route(
             &format!("{DEPL}/deployments/{{id}}/device_list"),
@@ -337,5 +354,133 @@ impl Paging {
     /// Rows to skip.
     pub fn offset(&self) -> i64 {
         (self.page - 1).saturating_mul(self.per_page)
+    }
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes as they are, space as `+`,
+/// everything else `%XX`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The `Link` header fields of a paged answer, as Mender writes them: one
+/// field per relation, `prev` (page > 1), `next` (`has_next`), `first`;
+/// each a relative URL of `path` and the request's query with `page` and
+/// `per_page` set, keys sorted (values of one key keep their order).
+pub fn links(
+    path: &str,
+    query: &[(String, String)],
+    paging: Paging,
+    has_next: bool,
+) -> Vec<(header::HeaderName, header::HeaderValue)> {
+    let url = |page: i64| {
+        let mut pairs: Vec<(&str, String)> = query
+            .iter()
+            .filter(|(k, _)| k != "page" && k != "per_page")
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        pairs.push(("page", page.to_string()));
+        pairs.push(("per_page", paging.per_page.to_string()));
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let q: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+            .collect();
+        format!("{path}?{}", q.join("&"))
+    };
+    let mut rels = Vec::new();
+    if paging.page > 1 {
+        rels.push((paging.page - 1, "prev"));
+    }
+    if has_next {
+        rels.push((paging.page.saturating_add(1), "next"));
+    }
+    rels.push((1, "first"));
+    rels.into_iter()
+        .filter_map(|(page, rel)| {
+            header::HeaderValue::from_str(&format!("<{}>; rel=\"{rel}\"", url(page)))
+                .ok()
+                .map(|v| (header::LINK, v))
+        })
+        .collect()
+}
+
+/// A paged JSON answer: `Link` fields and, when given, `X-Total-Count`.
+pub fn paged<T: serde::Serialize>(
+    items: T,
+    links: Vec<(header::HeaderName, header::HeaderValue)>,
+    total: Option<i64>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = axum::Json(items).into_response();
+    let h = resp.headers_mut();
+    for (name, value) in links {
+        h.append(name, value);
+    }
+    if let Some(n) = total {
+        h.insert("x-total-count", header::HeaderValue::from(n));
+    }
+    resp
+}
+
+/// The values of a repeatable query key, in order.
+pub fn query_values<'a>(q: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    q.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_fields_as_mender_writes_them() {
+        let q = vec![
+            ("status".to_owned(), "pending".to_owned()),
+            ("page".to_owned(), "2".to_owned()),
+            ("id".to_owned(), "a b&c".to_owned()),
+            ("id".to_owned(), "0".to_owned()),
+        ];
+        let l = links(
+            "/x",
+            &q,
+            Paging {
+                page: 2,
+                per_page: 20,
+            },
+            true,
+        );
+        let v: Vec<&str> = l.iter().map(|(_, v)| v.to_str().unwrap_or("")).collect();
+        assert_eq!(
+            v,
+            [
+                "</x?id=a+b%26c&id=0&page=1&per_page=20&status=pending>; rel=\"prev\"",
+                "</x?id=a+b%26c&id=0&page=3&per_page=20&status=pending>; rel=\"next\"",
+                "</x?id=a+b%26c&id=0&page=1&per_page=20&status=pending>; rel=\"first\"",
+            ]
+        );
+        let l = links(
+            "/x",
+            &[],
+            Paging {
+                page: 1,
+                per_page: 5,
+            },
+            false,
+        );
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].1, "</x?page=1&per_page=5>; rel=\"first\"");
     }
 }
