@@ -6,7 +6,7 @@
 # (two slot images, a redundant U-Boot env, a state file).
 #
 #   scripts/demo.sh          keep the server running afterwards (Ctrl-C stops)
-#   scripts/demo.sh --exit   stop once the device is updated
+#   scripts/demo.sh --exit   stop once the device is updated (exit 1 if it was not)
 #
 # Everything lives in ./updraft-demo (made afresh on each run): server/ is
 # the server's data directory, device/ the device.
@@ -29,9 +29,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-say "building updraft-server and updraft (release)"
-cargo build --release -q -p updraft-server -p updraft-linux
-bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release"
+# UPDRAFT_DEMO_PROFILE=dev uses debug builds (the test command runs the demo
+# that way, reusing what the tests built).
+profile=${UPDRAFT_DEMO_PROFILE:-release}
+say "building updraft-server and updraft ($profile)"
+cargo build --profile "$profile" -q -p updraft-server -p updraft-linux
+dir=$profile; [ "$profile" = dev ] && dir=debug
+bin="$(realpath "${CARGO_TARGET_DIR:-target}")/$dir"
 updraft="$bin/updraft"
 
 demo="$root/updraft-demo"
@@ -119,6 +123,7 @@ for _ in $(seq 100); do
   [ -n "$ids" ] && break
   sleep 0.2
 done
+[ -n "$ids" ] || { echo "the device never asked to be admitted" >&2; exit 1; }
 read -r device_id set_id <<<"$ids"
 api -X PUT -H 'Content-Type: application/json' -d '{"status":"accepted"}' \
   "$url/api/management/v2/devauth/devices/$device_id/auth/$set_id/status"
@@ -141,6 +146,7 @@ for _ in $(seq 600); do
   [ "$status" = finished ] && break
   sleep 0.2
 done
+[ "$status" = finished ] || echo "the deployment did not finish in 2 minutes" >&2
 result=$(api "$url/api/management/v1/deployments/deployments/$deployment/devices" | json "d[0]['status']")
 sleep 0.5
 

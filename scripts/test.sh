@@ -98,5 +98,8 @@ cargo test --workspace
 say "tests of updraft-core without std (miniz_oxide inflate, sha2, no RSA, no xz)"
 cargo test -p updraft-core --no-default-features
 
+say "the README's main command, on debug builds: scripts/demo.sh --exit"
+UPDRAFT_DEMO_PROFILE=dev bash scripts/demo.sh --exit
+
 say "fuzz smoke run (reader, reader_gen, tar, boot_env, mcuboot; ${FUZZ_SECONDS:-20} s each)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz-smoke.sh
