@@ -34,6 +34,35 @@ enum Command {
     /// inactive slot, reboot into them, commit or roll back. Exits after
     /// running the reboot command.
     Daemon(DaemonArgs),
+    /// Standalone: install an artifact file into the inactive slot and arm
+    /// a trial boot of it (like `mender install`). Reboot, then `commit`.
+    Install(InstallArgs),
+    /// Standalone: make the new image permanent after booting into it.
+    /// Exit 2 when no update is in progress.
+    Commit(AgentConfigArg),
+    /// Standalone: go back to the previous image (before or after the
+    /// reboot). Exit 2 when no update is in progress.
+    Rollback(AgentConfigArg),
+    /// Print the name of the installed artifact.
+    ShowArtifact(AgentConfigArg),
+}
+
+#[derive(Args)]
+struct AgentConfigArg {
+    /// The config file (the daemon's).
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = updraft_linux::agent::config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    #[command(flatten)]
+    config: AgentConfigArg,
+    /// The artifact file.
+    file: PathBuf,
+    /// Run the reboot command once the trial boot is armed.
+    #[arg(long)]
+    reboot: bool,
 }
 
 #[derive(Args)]
@@ -415,6 +444,17 @@ fn main() -> ExitCode {
         Command::BootEnv(c) => boot_env_cmd(c),
         Command::Mcuboot(c) => mcuboot_cmd(c),
         Command::Daemon(a) => daemon_cmd(&a),
+        Command::Install(a) => {
+            let mode = updraft_linux::agent::Mode::Install(a.file.clone());
+            return standalone_cmd(&a.config.config, &mode, a.reboot);
+        }
+        Command::Commit(a) => {
+            return standalone_cmd(&a.config, &updraft_linux::agent::Mode::Commit, false)
+        }
+        Command::Rollback(a) => {
+            return standalone_cmd(&a.config, &updraft_linux::agent::Mode::Rollback, false)
+        }
+        Command::ShowArtifact(a) => show_artifact_cmd(&a.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -605,8 +645,77 @@ fn daemon_cmd(a: &DaemonArgs) -> Result<()> {
     use updraft_linux::agent;
     let config = agent::config::Config::load(&a.config)?;
     let log = agent::Stderr { verbose: a.verbose };
-    match agent::run(&config, &log)? {
+    match agent::run(&config, &agent::Mode::Daemon, &log)? {
         agent::Exit::Rebooting => Ok(()),
+        other => Err(format!("the daemon stopped unexpectedly: {other:?}").into()),
+    }
+}
+
+fn show_artifact_cmd(config: &Path) -> Result<()> {
+    let config = updraft_linux::agent::config::Config::load(config)?;
+    println!("{}", updraft_linux::agent::show_artifact(&config)?);
+    Ok(())
+}
+
+/// `install`, `commit`, `rollback`: exit 0 when done, 1 on a failure, 2
+/// when there was nothing to do (as `mender commit` does).
+fn standalone_cmd(config: &Path, mode: &updraft_linux::agent::Mode, reboot: bool) -> ExitCode {
+    use updraft_linux::agent::{self, Exit, Mode};
+    let run = || -> std::result::Result<Exit, Box<dyn std::error::Error>> {
+        let config = agent::config::Config::load(config)?;
+        let log = agent::Stderr { verbose: false };
+        let exit = agent::run(&config, mode, &log)?;
+        if reboot && exit == Exit::RebootNeeded {
+            let cmd = &config.reboot_command;
+            std::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .status()?;
+        }
+        Ok(exit)
+    };
+    match run() {
+        Ok(Exit::RebootNeeded) => {
+            match mode {
+                Mode::Install(_) => println!(
+                    "Installed; the trial boot is armed. Reboot, then run `updraft commit` to keep \
+                     the new image or `updraft rollback` to go back."
+                ),
+                _ => println!("Rolled back. Reboot to run the previous image."),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Exit::Idle {
+            installed,
+            failure: None,
+        }) => {
+            match mode {
+                Mode::Commit => println!("Committed: {installed} stays."),
+                _ => println!("No update in progress; running {installed}."),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Exit::Idle {
+            installed,
+            failure: Some(why),
+        }) => match mode {
+            Mode::Rollback => {
+                println!("Rolled back; running {installed}.");
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("updraft: the update failed: {why}; running {installed}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(Exit::NothingToDo(why)) => {
+            eprintln!("updraft: {why}");
+            ExitCode::from(2)
+        }
+        Ok(Exit::Rebooting) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("updraft: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

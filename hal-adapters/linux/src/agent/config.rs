@@ -5,7 +5,7 @@
 //!
 //! | key | default | meaning |
 //! | --- | --- | --- |
-//! | `ServerURL` (or `Servers[0].ServerURL`) | — | the server, `https://` only |
+//! | `ServerURL` (or `Servers[0].ServerURL`) | — | the server, `https://` only (the daemon needs it) |
 //! | `ServerCertificate` | system roots | PEM file of the server's certificate (or its CA) |
 //! | `TenantToken` | empty | the tenant token |
 //! | `UpdatePollIntervalSeconds` | 1800 | between update checks |
@@ -88,8 +88,9 @@ struct Raw {
 /// The daemon's settings, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The server's base URL, without a trailing `/`.
-    pub server_url: String,
+    /// The server's base URL, without a trailing `/` (the daemon needs
+    /// one; standalone installs do not).
+    pub server_url: Option<String>,
     /// PEM file the server's certificate must chain to (`None`: the
     /// built-in web roots).
     pub server_certificate: Option<PathBuf>,
@@ -165,20 +166,18 @@ impl Config {
     /// Checks the text of a config file.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
-        let server_url = raw
-            .server_url
-            .filter(|u| !u.is_empty())
-            .or_else(|| {
-                raw.servers
-                    .and_then(|s| s.into_iter().next().map(|e| e.server_url))
-            })
-            .ok_or_else(|| ConfigError("ServerURL is not set".into()))?;
-        if !server_url.starts_with("https://") {
-            return Err(ConfigError(format!(
-                "ServerURL {server_url:?} is not https://: Updraft talks to servers over HTTPS only"
-            )));
+        let server_url = raw.server_url.filter(|u| !u.is_empty()).or_else(|| {
+            raw.servers
+                .and_then(|s| s.into_iter().next().map(|e| e.server_url))
+        });
+        if let Some(url) = &server_url {
+            if !url.starts_with("https://") {
+                return Err(ConfigError(format!(
+                    "ServerURL {url:?} is not https://: Updraft talks to servers over HTTPS only"
+                )));
+            }
         }
-        let server_url = server_url.trim_end_matches('/').to_owned();
+        let server_url = server_url.map(|u| u.trim_end_matches('/').to_owned());
         let (Some(a), Some(b)) = (raw.rootfs_part_a, raw.rootfs_part_b) else {
             return Err(ConfigError(
                 "RootfsPartA and RootfsPartB must both be set (the two slots)".into(),
@@ -293,7 +292,7 @@ mod tests {
                 "ArtifactVerifyKey": "/etc/k.pem", "DBus": {"Enabled": true}}"#,
         )
         .unwrap();
-        assert_eq!(c.server_url, "https://hosted.example");
+        assert_eq!(c.server_url.as_deref(), Some("https://hosted.example"));
         assert_eq!(c.boot_partitions, [2, 3]);
         assert_eq!(c.update_poll_seconds, 60);
         assert_eq!(c.inventory_poll_seconds, 28800);
@@ -310,7 +309,7 @@ mod tests {
                 "RootfsPartB": "/img/b", "BootPartitions": [2, 3], "BootLoader": "grub"}"#,
         )
         .unwrap();
-        assert_eq!(c.server_url, "https://a.example");
+        assert_eq!(c.server_url.as_deref(), Some("https://a.example"));
         assert_eq!(c.boot_partitions, [2, 3]);
         assert_eq!(c.boot_loader, BootLoader::Grub);
     }
@@ -318,7 +317,8 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let e = |t: &str| Config::parse(t).unwrap_err().0;
-        assert!(e(r#"{"RootfsPartA": "/a1", "RootfsPartB": "/b2"}"#).contains("ServerURL"));
+        let standalone = Config::parse(r#"{"RootfsPartA": "/a1", "RootfsPartB": "/b2"}"#).unwrap();
+        assert_eq!(standalone.server_url, None);
         assert!(
             e(r#"{"ServerURL": "http://x", "RootfsPartA": "/a1", "RootfsPartB": "/b2"}"#)
                 .contains("HTTPS only")

@@ -19,14 +19,14 @@ pub mod device;
 pub mod http;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use updraft_boot::control::SlotPartitions;
 use updraft_core::api::Request;
 use updraft_core::artifact::Reader;
 use updraft_core::boot::{BootState, Trial, Verified};
-use updraft_core::crypto::VerifyingKey;
+use updraft_core::crypto::{SigningKey, VerifyingKey};
 use updraft_core::install::{Install, Target};
 use updraft_core::machine::{self, Action, Agent, Input, Millis};
 use updraft_core::store::{DualStore, Installed, StateStore, UpdateState, RECORD_BUF};
@@ -36,11 +36,39 @@ use self::device::{BootEnv, SlotDevices, StateFile};
 use self::http::{DownloadError, Http};
 use crate::boot_env::LockSpec;
 
-/// How a run of the daemon ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to run: the daemon, or one of the standalone commands (Mender's
+/// `install`, `commit`, `rollback`), which drive the same machine without
+/// a server.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Talk to the server until the device reboots.
+    Daemon,
+    /// Install this artifact file into the inactive slot and arm the trial
+    /// boot; stops before the reboot.
+    Install(PathBuf),
+    /// After the reboot into the new image: make it permanent.
+    Commit,
+    /// Before or after the reboot: go back to the previous image.
+    Rollback,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
-    /// The reboot command ran: the device is going down.
+    /// The reboot command ran: the device is going down (daemon).
     Rebooting,
+    /// A standalone step is done and the device must reboot to go on.
+    RebootNeeded,
+    /// No update in progress (any more): what the device runs now, and why
+    /// the last update failed, if it did.
+    Idle {
+        /// The installed artifact.
+        installed: String,
+        /// The failure, when the update just ended in one.
+        failure: Option<String>,
+    },
+    /// A standalone command found nothing to act on.
+    NothingToDo(String),
 }
 
 /// Where log lines go (the daemon writes them to standard error).
@@ -93,36 +121,65 @@ enum Next {
 struct Device<'a> {
     cfg: &'a Config,
     log: &'a dyn Log,
-    http: Http,
+    http: Option<Http>,
     keys: Vec<VerifyingKey>,
     slots: SlotDevices,
     boot: BootEnv,
 }
 
-/// Runs the daemon until the device reboots (or an error it cannot go on
+/// Runs `mode` until it is done: the daemon until the device reboots, a
+/// standalone command until its step is (or an error it cannot go on
 /// from, such as an unreadable state file).
-pub fn run(cfg: &Config, log: &dyn Log) -> Result<Exit, String> {
-    for key in &cfg.ignored_keys {
-        log.info(&format!(
-            "ignoring config key {key:?} (Updraft does not use it)"
-        ));
+pub fn run(cfg: &Config, mode: &Mode, log: &dyn Log) -> Result<Exit, String> {
+    let daemon = matches!(mode, Mode::Daemon);
+    if daemon {
+        for key in &cfg.ignored_keys {
+            log.info(&format!(
+                "ignoring config key {key:?} (Updraft does not use it)"
+            ));
+        }
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
-    let (key, made) = device::device_key(&cfg.device_key)?;
-    if made {
-        log.info(&format!(
-            "made a new device key: {}",
-            cfg.device_key.display()
-        ));
-    }
-    let public_pem = key
-        .verifying_key()
-        .to_pem()
-        .map_err(|e| format!("device key {}: {e}", cfg.device_key.display()))?;
+    let http = match (daemon, &cfg.server_url) {
+        (false, _) => None,
+        (true, Some(url)) => Some(Http::new(url, cfg.server_certificate.as_deref())?),
+        (true, None) => {
+            return Err("ServerURL is not set in the config: the daemon needs a server".into())
+        }
+    };
+    // Standalone commands never talk to a server: no device key is made
+    // for them, and none is used.
+    let key = if daemon {
+        let (key, made) = device::device_key(&cfg.device_key)?;
+        if made {
+            log.info(&format!(
+                "made a new device key: {}",
+                cfg.device_key.display()
+            ));
+        }
+        key
+    } else {
+        SigningKey::p256_from_bytes(&[1; 32]).map_err(|e| e.to_string())?
+    };
+    let public_pem = if daemon {
+        key.verifying_key()
+            .to_pem()
+            .map_err(|e| format!("device key {}: {e}", cfg.device_key.display()))?
+    } else {
+        String::new()
+    };
     let device_type = device::file_value(&cfg.device_type_file, "device_type")?;
-    let id_data = device::identity(&cfg.identity_script)?;
-    let (inventory, failures) = device::inventory(&cfg.inventory_scripts_dir);
+    let id_data = if daemon {
+        device::identity(&cfg.identity_script)?
+    } else {
+        String::new()
+    };
+    let (inventory, failures) = if daemon {
+        device::inventory(&cfg.inventory_scripts_dir)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for f in failures {
         log.info(&format!("inventory script skipped: {f}"));
     }
@@ -186,33 +243,110 @@ pub fn run(cfg: &Config, log: &dyn Log) -> Result<Exit, String> {
         inventory_poll: cfg.inventory_poll_seconds.saturating_mul(1000),
         retry: 1000,
         max_retry: cfg.retry_poll_seconds.saturating_mul(1000),
-        server: true,
+        server: daemon,
         max_attempts: cfg.max_attempts,
     };
+    let in_progress = record
+        .as_ref()
+        .and_then(|r| r.update.as_ref())
+        .map(|u| (u.state, u.standalone, u.reason.to_string()));
+    // A standalone update past the user's decision (rolling back, or
+    // reporting the end) is finished by whichever command runs next.
+    let finishing = in_progress.as_ref().is_some_and(|(state, _, _)| {
+        matches!(
+            state,
+            UpdateState::ArtifactRollback
+                | UpdateState::ArtifactRollbackReboot
+                | UpdateState::ArtifactVerifyRollbackReboot
+                | UpdateState::ArtifactFailure
+                | UpdateState::Cleanup
+        )
+    });
+    let mut failure: Option<String> = None;
+    match (mode, &in_progress) {
+        (Mode::Daemon, Some((_, true, _))) => {
+            return Err("a standalone update is in progress: `updraft commit` or \
+                 `updraft rollback` finishes it"
+                .into())
+        }
+        (Mode::Daemon, _) => {}
+        (_, Some((_, false, _))) => {
+            return Err(
+                "the update in progress came from the server: the daemon finishes it".into(),
+            )
+        }
+        (Mode::Install(_), Some((state, _, _))) if !finishing => {
+            return Err(format!(
+                "an update is in progress ({}): commit or roll it back first",
+                state.name()
+            ))
+        }
+        (Mode::Install(_), _) => {}
+        (Mode::Commit | Mode::Rollback, None) => {
+            return Ok(Exit::NothingToDo("no update in progress".into()))
+        }
+        (Mode::Commit | Mode::Rollback, Some((_, _, reason))) => {
+            if finishing {
+                failure = Some(if reason.is_empty() {
+                    "rolled back".to_owned()
+                } else {
+                    reason.clone()
+                });
+            } else if matches!(mode, Mode::Commit)
+                && !matches!(boot_state.trial, Trial::Running { .. })
+            {
+                return Err(
+                    "the new image has not booted yet: reboot into it first, then commit".into(),
+                );
+            } else if matches!(mode, Mode::Rollback) && matches!(boot_state.trial, Trial::Armed(_))
+            {
+                // Not rebooted yet: disarm, and the machine finds at the
+                // boot below that the new image never ran.
+                boot.roll_back()?;
+                log.info("disarmed the trial boot: the previous image stays");
+            }
+        }
+    }
+    let boot_state = boot.state()?;
     let mut agent = Agent::new(mcfg, &key, record, installed);
     let mut dev = Device {
         cfg,
         log,
-        http: Http::new(&cfg.server_url, cfg.server_certificate.as_deref())?,
+        http,
         keys,
         slots: SlotDevices::new(cfg.slots.clone()),
         boot,
     };
     let mut next = Next::Boot(boot_state);
     let mut last_state: Option<UpdateState> = agent.update_state();
+    let mut install_path = match mode {
+        Mode::Install(p) => Some(
+            p.to_str()
+                .ok_or_else(|| format!("{}: not a UTF-8 path", p.display()))?
+                .to_owned(),
+        ),
+        _ => None,
+    };
     loop {
         let t = now();
         let action = match next {
             Next::Boot(boot) => agent.handle(Input::Boot { boot, image: None }, t),
             Next::Response(status, ref body) => agent.handle(Input::Response { status, body }, t),
             Next::NetworkError => agent.handle(Input::NetworkError, t),
-            Next::Timer => agent.handle(Input::Timer, t),
+            Next::Timer => match install_path.take() {
+                Some(ref path) => agent.handle(Input::InstallLocal { path }, t),
+                None => agent.handle(Input::Timer, t),
+            },
             Next::Done => agent.handle(Input::Done, t),
-            Next::Failed(ref why) => agent.handle(Input::Failed(why), t),
+            Next::Failed(ref why) => {
+                failure = Some(why.clone());
+                agent.handle(Input::Failed(why), t)
+            }
             Next::Downloaded(proof, next) => {
                 agent.handle(Input::Downloaded { proof, next: *next }, t)
             }
             Next::DownloadFailed(ref reason, retry) => {
+                failure = Some(reason.clone());
                 agent.handle(Input::DownloadFailed { reason, retry }, t)
             }
         };
@@ -243,10 +377,24 @@ pub fn run(cfg: &Config, log: &dyn Log) -> Result<Exit, String> {
                 dev.boot.roll_back(),
                 "rolled back: the previous image boots next",
             ),
-            Action::CheckHealth => dev.health(),
+            Action::CheckHealth => match mode {
+                Mode::Commit => Next::Done,
+                Mode::Rollback => Next::Failed("rolled back by the user".into()),
+                _ => dev.health(),
+            },
             Action::Reboot => {
+                if !daemon {
+                    return Ok(Exit::RebootNeeded);
+                }
                 dev.reboot()?;
                 return Ok(Exit::Rebooting);
+            }
+            Action::Wait { .. } if !daemon && install_path.is_some() => Next::Timer,
+            Action::Wait { .. } if !daemon => {
+                return Ok(Exit::Idle {
+                    installed: agent.record().installed.artifact_name.to_string(),
+                    failure: failure.take(),
+                });
             }
             Action::Wait { until } => {
                 let ms = until.saturating_sub(now());
@@ -260,6 +408,24 @@ pub fn run(cfg: &Config, log: &dyn Log) -> Result<Exit, String> {
             }
         };
     }
+}
+
+/// The installed artifact's name (Mender's `show-artifact`): from the
+/// state record, or `artifact_info` before the first update.
+pub fn show_artifact(cfg: &Config) -> Result<String, String> {
+    let state_path = cfg.data_dir.join("state");
+    if state_path.exists() {
+        let file = StateFile::open(&state_path).map_err(|e| e.to_string())?;
+        let mut store = DualStore::new(file, [0, COPY as u64], COPY)
+            .map_err(|e| format!("{}: {e}", state_path.display()))?;
+        if let Some(r) = store
+            .load()
+            .map_err(|e| format!("state record {}: {e}", state_path.display()))?
+        {
+            return Ok(r.installed.artifact_name.to_string());
+        }
+    }
+    device::file_value(&cfg.artifact_info_file, "artifact_name")
 }
 
 /// What the device runs before any update: `artifact_info`'s name.
@@ -311,7 +477,10 @@ impl Device<'_> {
     }
 
     fn send(&self, req: &Request<'_>) -> Next {
-        match self.http.send(req) {
+        let Some(http) = &self.http else {
+            return Next::NetworkError;
+        };
+        match http.send(req) {
             Ok((status, body)) => {
                 self.log
                     .debug(&format!("{} {} -> {status}", req.method.as_str(), req.path));
@@ -400,7 +569,10 @@ impl Device<'_> {
                     .info(&format!("resuming at byte {fed} in {delay} s"));
                 std::thread::sleep(Duration::from_secs(delay));
             }
-            let mut dl = match self.http.download(uri, fed) {
+            let Some(http) = &self.http else {
+                return install_file(&mut self.slots, uri, install);
+            };
+            let mut dl = match http.download(uri, fed) {
                 Ok(dl) => dl,
                 Err(DownloadError::Fatal(e)) => return Err((e, false)),
                 Err(DownloadError::Retry(e)) => {
@@ -451,7 +623,36 @@ impl Device<'_> {
             .map_err(|e| (e.to_string(), false))?;
         Ok((proof, installed, fed))
     }
+}
 
+/// Standalone: the artifact from a local file.
+fn install_file(
+    slots: &mut SlotDevices,
+    path: &str,
+    mut install: Install<'_, '_, VerifyingKey, updraft_core::crypto::DefaultSha256>,
+) -> Result<(Verified, Installed, u64), (String, bool)> {
+    let mut file = std::fs::File::open(path).map_err(|e| (format!("{path}: {e}"), false))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut fed = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((format!("{path}: {e}"), false)),
+        };
+        install
+            .feed(&buf[..n], slots)
+            .map_err(|e| (e.to_string(), false))?;
+        fed += n as u64;
+    }
+    let (proof, installed) = install
+        .finish::<std::io::Error>()
+        .map_err(|e| (e.to_string(), false))?;
+    Ok((proof, installed, fed))
+}
+
+impl Device<'_> {
     fn health(&self) -> Next {
         let Some(cmd) = &self.cfg.health_check_command else {
             self.log
