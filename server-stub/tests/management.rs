@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 const USERADM: &str = "/api/management/v1/useradm";
 const DEVAUTH: &str = "/api/management/v2/devauth";
+const INVENTORY: &str = "/api/management/v1/inventory";
 const DEPL: &str = "/api/management/v1/deployments";
 const NEXT_V2: &str = "/api/devices/v2/deployments/device/deployments/next";
 
@@ -525,6 +526,7 @@ async fn personal_access_tokens(db: Db) {
         format!("{USERADM}/settings/tokens"),
         format!("{USERADM}/users/me"),
         "/api/management/v1/deployments/deployments".to_owned(),
+        format!("{INVENTORY}/devices"),
     ] {
         app.req("GET", &path, Some(&device_token), None)
             .await
@@ -1409,4 +1411,876 @@ async fn deployment_lists_filter_and_page(db: Db) {
     )
     .await
     .assert_error(400);
+}
+
+const DEVICE_INVENTORY: &str = "/api/devices/v1/inventory/device/attributes";
+
+/// IDs of the devices of an inventory list answer.
+fn ids_of(r: &Resp) -> Vec<String> {
+    r.json()
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.text()))
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn attr<'a>(device: &'a Value, scope: &str, name: &str) -> Option<&'a Value> {
+    device["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scope"] == scope && a["name"] == name)
+        .map(|a| &a["value"])
+}
+
+on_both!(inventory_filters_groups_and_group_deployments);
+async fn inventory_filters_groups_and_group_deployments(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    upload(&app, &admin, work.path(), "rel-2", "board").await;
+    let devs: Vec<SimDevice> = (1..=3)
+        .map(|i| SimDevice::ed25519(&format!("02:00:00:00:08:0{i}")))
+        .collect();
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for d in &devs {
+        let (id, t) = admit(&app, &admin, d).await;
+        ids.push(id);
+        tokens.push(t);
+    }
+    let (a, b, c) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    let pending = SimDevice::ed25519("02:00:00:00:08:09");
+    pending.auth(&app).await.assert_error(401);
+    let inv_of = |i: usize| -> Value {
+        match i {
+            0 => {
+                json!([{"name": "artifact_name", "value": "rel-1"}, {"name": "device_type", "value": "board"},
+                        {"name": "kernel", "value": 5}, {"name": "tags", "value": ["x", "y"]}])
+            }
+            1 => {
+                json!([{"name": "artifact_name", "value": "rel-2"}, {"name": "device_type", "value": "board"},
+                        {"name": "kernel", "value": "6.1"}])
+            }
+            _ => {
+                json!([{"name": "artifact_name", "value": "rel-1"}, {"name": "device_type", "value": "other"}])
+            }
+        }
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        let r = app
+            .req("PUT", DEVICE_INVENTORY, Some(t), Some(&inv_of(i)))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A PATCH merges (and the index follows).
+    let r = app
+        .req(
+            "PATCH",
+            DEVICE_INVENTORY,
+            Some(&tokens[2]),
+            Some(&json!([{"name": "rootfs-image.version", "value": "v7"}])),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    let list = |q: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.req(
+                "GET",
+                &format!("{INVENTORY}/devices{q}"),
+                Some(&admin),
+                None,
+            )
+            .await
+        }
+    };
+
+    // Everything, the pending device included, with attributes of every scope.
+    let r = list(String::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["x-total-count"], "4");
+    assert_eq!(ids_of(&r).len(), 4);
+    let one = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(attr(&one, "identity", "status"), Some(&json!("accepted")));
+    assert_eq!(
+        attr(&one, "identity", "mac"),
+        Some(&json!("02:00:00:00:08:01"))
+    );
+    assert_eq!(
+        attr(&one, "inventory", "artifact_name"),
+        Some(&json!("rel-1"))
+    );
+    assert_eq!(attr(&one, "inventory", "kernel"), Some(&json!(5)));
+    assert_eq!(attr(&one, "inventory", "tags"), Some(&json!(["x", "y"])));
+    assert!(attr(&one, "system", "created_ts").is_some());
+    assert!(attr(&one, "system", "check_in_time").is_some());
+    assert!(attr(&one, "system", "group").is_none());
+    assert!(r.json().as_array().unwrap().contains(&one));
+    let m = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/nope"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .assert_error(404);
+    assert_eq!(m, "Device not found");
+
+    // The fleet's software versions, by attribute.
+    for (q, want) in [
+        ("?artifact_name=rel-1", vec![a.clone(), c.clone()]),
+        ("?inventory/artifact_name=eq:rel-2", vec![b.clone()]),
+        ("?artifact_name=rel-1&device_type=board", vec![a.clone()]),
+        ("?rootfs-image.version=v7", vec![c.clone()]),
+        ("?kernel=5", vec![a.clone()]),
+        ("?kernel=5.0", vec![a.clone()]),
+        ("?kernel=6.1", vec![b.clone()]),
+        ("?tags=y", vec![a.clone()]),
+        ("?identity/mac=02:00:00:00:08:02", vec![b.clone()]),
+        (
+            "?identity/status=accepted&artifact_name=rel-1",
+            vec![a.clone(), c.clone()],
+        ),
+        ("?artifact_name=rel-3", vec![]),
+        ("?kernel=5%25", vec![]),
+    ] {
+        let r = list(q.to_owned()).await;
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        assert_eq!(sorted(ids_of(&r)), sorted(want.clone()), "{q}");
+        assert_eq!(r.headers["x-total-count"], want.len().to_string(), "{q}");
+    }
+    let r = list("?identity/status=pending".into()).await;
+    assert_eq!(ids_of(&r).len(), 1);
+    // Sorting by an attribute: those without it come last.
+    let r = list("?sort=artifact_name:asc".into()).await;
+    let order = ids_of(&r);
+    assert_eq!(
+        sorted(order[..2].to_vec()),
+        sorted(vec![a.clone(), c.clone()])
+    );
+    assert_eq!(order[2], b);
+    let r = list("?sort=artifact_name:desc&per_page=1".into()).await;
+    assert_eq!(ids_of(&r), [b.as_str()]);
+    assert_eq!(r.headers["x-total-count"], "4");
+    assert_eq!(
+        link_fields(&r),
+        [
+            format!(
+                "<{INVENTORY}/devices?page=2&per_page=1&sort=artifact_name%3Adesc>; rel=\"next\""
+            ),
+            format!(
+                "<{INVENTORY}/devices?page=1&per_page=1&sort=artifact_name%3Adesc>; rel=\"first\""
+            ),
+        ]
+    );
+    for q in [
+        "?bogus/x=1",
+        "?system/created_ts=1",
+        "?has_group=maybe",
+        "?group=bad%20name",
+        "?per_page=600",
+    ] {
+        list(q.into()).await.assert_error(400);
+    }
+    // Attribute names with their device counts.
+    let r = app
+        .req(
+            "GET",
+            "/api/management/v2/inventory/filters/attributes",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names = r.json();
+    let art = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "artifact_name")
+        .unwrap();
+    assert_eq!(art["count"], 3);
+    assert_eq!(art["scope"], "inventory");
+
+    // Groups.
+    let put_group = |id: String, g: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.req(
+                "PUT",
+                &format!("{INVENTORY}/devices/{id}/group"),
+                Some(&admin),
+                Some(&g),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        put_group(a.clone(), json!({"group": "staging"}))
+            .await
+            .status,
+        204
+    );
+    let before = list(String::new()).await.json();
+    let m = put_group(b.clone(), json!({"group": "bad name!"}))
+        .await
+        .assert_error(400);
+    assert!(m.starts_with("Group name can only contain"), "{m}");
+    put_group(b.clone(), json!({"group": ""}))
+        .await
+        .assert_error(400);
+    put_group(b.clone(), json!({"name": "staging"}))
+        .await
+        .assert_error(400);
+    put_group("nope".into(), json!({"group": "staging"}))
+        .await
+        .assert_error(404);
+    let patch = |g: &str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        let path = format!("{INVENTORY}/groups/{g}/devices");
+        async move { app.req("PATCH", &path, Some(&admin), Some(&body)).await }
+    };
+    patch("staging", json!([])).await.assert_error(400);
+    patch("staging", json!({"id": a})).await.assert_error(400);
+    patch("bad%20name", json!([b])).await.assert_error(400);
+    assert_eq!(list(String::new()).await.json(), before);
+
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/{a}/group"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!({"group": "staging"}));
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/{b}/group"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!({"group": null}));
+    let pending_id = ids_of(&list("?identity/status=pending".into()).await)[0].clone();
+    let r = patch("staging", json!([b, pending_id, "nope"])).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"updated_count": 2, "matched_count": 2}));
+    let r = patch("staging", json!([b, a])).await;
+    assert_eq!(r.json(), json!({"updated_count": 0, "matched_count": 2}));
+    assert_eq!(
+        put_group(c.clone(), json!({"group": "prod_1"}))
+            .await
+            .status,
+        204
+    );
+
+    let r = app
+        .req("GET", &format!("{INVENTORY}/groups"), Some(&admin), None)
+        .await;
+    assert_eq!(r.json(), json!(["prod_1", "staging"]));
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/groups?status=pending"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!(["staging"]));
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/groups?status=rejected"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/groups/staging/devices?per_page=2"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["x-total-count"], "3");
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    assert!(r.json()[0].is_string());
+    assert_eq!(link_fields(&r).len(), 2);
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/groups/staging/devices?per_page=2&page=2"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    let m = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/groups/nobody/devices"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .assert_error(404);
+    assert_eq!(m, "group not found");
+    assert_eq!(ids_of(&list("?group=staging".into()).await).len(), 3);
+    assert_eq!(
+        ids_of(&list("?system/group=prod_1".into()).await),
+        [c.as_str()]
+    );
+    assert_eq!(ids_of(&list("?has_group=true".into()).await).len(), 4);
+    assert!(ids_of(&list("?has_group=false".into()).await).is_empty());
+    let one = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(attr(&one, "system", "group"), Some(&json!("staging")));
+
+    // A group deployment targets the group's accepted devices, resolved
+    // now; the same definition again is a 409.
+    let body = json!({"name": "to staging", "artifact_name": "rel-2"});
+    let r = create_deployment(&app, &admin, "/group/staging", body.clone()).await;
+    let dep = location_id(&r);
+    assert_eq!(
+        r.headers["location"].to_str().unwrap(),
+        format!("./management/v1/deployments/deployments/{dep}")
+    );
+    let targets = |dep: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .req(
+                    "GET",
+                    &format!("{DEPL}/deployments/{dep}/device_list"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            let mut v: Vec<String> = serde_json::from_value(r.json()).unwrap();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(
+        targets(dep.clone()).await,
+        sorted(vec![a.clone(), b.clone()])
+    );
+    let d = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{dep}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(d["groups"], json!(["staging"]));
+    assert_eq!(d["max_devices"], 2);
+    let m = create_deployment(&app, &admin, "/group/staging", body.clone())
+        .await
+        .assert_error(409);
+    assert!(m.contains("already an active deployment"), "{m}");
+    create_deployment(
+        &app,
+        &admin,
+        "/group/staging",
+        json!({"name": "x", "artifact_name": "rel-2", "all_devices": true}),
+    )
+    .await
+    .assert_error(400);
+    let m = create_deployment(
+        &app,
+        &admin,
+        "/group/nobody",
+        json!({"name": "x", "artifact_name": "rel-2"}),
+    )
+    .await
+    .assert_error(400);
+    assert_eq!(m, "No devices for the deployment");
+    // Later group changes do not touch it; the device gets it.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{INVENTORY}/groups/staging/devices"),
+            Some(&admin),
+            Some(&json!([b])),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"updated_count": 1}));
+    assert_eq!(
+        targets(dep.clone()).await,
+        sorted(vec![a.clone(), b.clone()])
+    );
+    let r = app
+        .req(
+            "POST",
+            NEXT_V2,
+            Some(&tokens[1]),
+            Some(&provides("rel-1", "board")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], dep.as_str());
+
+    // All devices: every accepted one, not the pending one.
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "everyone", "artifact_name": "rel-2", "all_devices": true}),
+    )
+    .await;
+    let all = location_id(&r);
+    assert_eq!(
+        targets(all).await,
+        sorted(vec![a.clone(), b.clone(), c.clone()])
+    );
+    create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "everyone", "artifact_name": "rel-2", "all_devices": true}),
+    )
+    .await
+    .assert_error(409);
+    // A device list: the same list again is a 409, another list is not.
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "two", "artifact_name": "rel-2", "devices": [c, a]}),
+    )
+    .await;
+    location_id(&r);
+    create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "two", "artifact_name": "rel-2", "devices": [a, c]}),
+    )
+    .await
+    .assert_error(409);
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "two", "artifact_name": "rel-2", "devices": [a]}),
+    )
+    .await;
+    location_id(&r);
+
+    // Leaving groups.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{INVENTORY}/devices/{a}/group/prod_1"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    r.assert_error(404);
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{INVENTORY}/devices/{a}/group/staging"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{INVENTORY}/groups/staging"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!({"updated_count": 1}));
+    let r = app
+        .req("GET", &format!("{INVENTORY}/groups"), Some(&admin), None)
+        .await;
+    assert_eq!(r.json(), json!(["prod_1"]));
+
+    // Clearing a device's inventory keeps its identity.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{INVENTORY}/devices/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        ids_of(&list("?artifact_name=rel-1".into()).await),
+        [c.as_str()]
+    );
+    let one = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert!(attr(&one, "inventory", "artifact_name").is_none());
+    assert_eq!(
+        attr(&one, "identity", "mac"),
+        Some(&json!("02:00:00:00:08:01"))
+    );
+
+    // Decommissioning removes the device from inventory and its index.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEVAUTH}/devices/{c}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(ids_of(&list("?artifact_name=rel-1".into()).await).is_empty());
+    app.req(
+        "GET",
+        &format!("{INVENTORY}/devices/{c}"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(404);
+}
+
+on_both!(attribute_index_is_rebuilt_for_older_databases);
+async fn attribute_index_is_rebuilt_for_older_databases(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let dev = SimDevice::ed25519("02:00:00:00:09:01");
+    let (id, token) = admit(&app, &admin, &dev).await;
+    let r = app
+        .req(
+            "PUT",
+            DEVICE_INVENTORY,
+            Some(&token),
+            Some(&json!([{"name": "artifact_name", "value": "old-1"}])),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // A database from before the index: no index rows, no mark.
+    let pool = app.server.state().db.clone();
+    sqlx::query("DELETE FROM device_attributes")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM settings WHERE name = 'attributes_indexed'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices?artifact_name=old-1"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(ids_of(&r).is_empty());
+    let url = app.database_url();
+    let App { data, server, .. } = app;
+    drop(server);
+    pool.close().await;
+    let app = App::open(data, |c| c.database_url = url).await;
+    let admin = app.login().await;
+    for q in ["artifact_name=old-1", "identity/mac=02:00:00:00:09:01"] {
+        let r = app
+            .req(
+                "GET",
+                &format!("{INVENTORY}/devices?{q}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(ids_of(&r), [id.as_str()], "{q}");
+    }
+}
+
+on_both!(releases_history_and_per_device_abort);
+async fn releases_history_and_per_device_abort(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    upload(&app, &admin, work.path(), "rel-1", "board").await;
+    let other = tempfile::tempdir().unwrap();
+    upload(&app, &admin, other.path(), "rel-1", "other-board").await;
+    upload(&app, &admin, work.path(), "rel-2", "board").await;
+
+    // Releases, v2: lower-case keys, paged, filtered, sorted.
+    let rel = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .req(
+                    "GET",
+                    &format!("/api/management/v2/deployments/deployments/releases{q}"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            r
+        }
+    };
+    let names = |r: &Resp, key: &str| -> Vec<String> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = rel("").await;
+    assert_eq!(names(&r, "name"), ["rel-1", "rel-2"]);
+    assert_eq!(r.headers["x-total-count"], "2");
+    let v = r.json();
+    assert_eq!(v[0]["artifacts_count"], 2);
+    assert_eq!(v[0]["artifacts"].as_array().unwrap().len(), 2);
+    assert!(v[0]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["name"] == "rel-1"));
+    assert_eq!(v[1]["artifacts_count"], 1);
+    assert_eq!(v[0]["tags"], json!([]));
+    assert!(v[0]["modified"].is_string());
+    let r = rel("?per_page=1&page=2").await;
+    assert_eq!(names(&r, "name"), ["rel-2"]);
+    assert_eq!(link_fields(&r).len(), 2);
+    assert_eq!(
+        names(&rel("?sort=name:desc").await, "name"),
+        ["rel-2", "rel-1"]
+    );
+    assert_eq!(
+        names(&rel("?sort=artifacts_count:asc").await, "name"),
+        ["rel-2", "rel-1"]
+    );
+    assert_eq!(
+        names(&rel("?sort=modified:desc").await, "name"),
+        ["rel-2", "rel-1"]
+    );
+    assert_eq!(names(&rel("?device_type=other").await, "name"), ["rel-1"]);
+    assert_eq!(names(&rel("?name=REL-2").await, "name"), ["rel-2"]);
+    assert!(names(&rel("?tag=stable").await, "name").is_empty());
+    assert_eq!(
+        names(&rel("?update_type=single-file").await, "name").len(),
+        2
+    );
+    assert!(names(&rel("?update_type=rootfs-image").await, "name").is_empty());
+    app.req(
+        "GET",
+        "/api/management/v2/deployments/deployments/releases?sort=size",
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(400);
+    // v1: capitalised keys; unpaged and paged forms.
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/releases"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(names(&r, "Name"), ["rel-1", "rel-2"]);
+    assert_eq!(r.json()[0]["ArtifactsCount"], 2);
+    assert!(r.headers.get("x-total-count").is_none());
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/releases/list?per_page=1"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(names(&r, "Name"), ["rel-1"]);
+    assert_eq!(r.headers["x-total-count"], "2");
+
+    let r = app
+        .req("GET", &format!("{DEPL}/limits/storage"), Some(&admin), None)
+        .await;
+    assert_eq!(r.json(), json!({"limit": 0, "usage": 0}));
+
+    // A device's history: rel-1 to success, then rel-2 under way.
+    let dev = SimDevice::ed25519("02:00:00:00:0a:01");
+    let (id, token) = admit(&app, &admin, &dev).await;
+    let status = |dep: String, s: &'static str| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.req(
+                "PUT",
+                &format!("/api/devices/v1/deployments/device/deployments/{dep}/status"),
+                Some(&token),
+                Some(&json!({"status": s})),
+            )
+            .await
+        }
+    };
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "first", "artifact_name": "rel-1", "devices": [id]}),
+    )
+    .await;
+    let first = location_id(&r);
+    let r = app
+        .req(
+            "POST",
+            NEXT_V2,
+            Some(&token),
+            Some(&provides("rel-0", "board")),
+        )
+        .await;
+    assert_eq!(r.json()["id"], first.as_str());
+    assert_eq!(status(first.clone(), "success").await.status, 204);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "second", "artifact_name": "rel-2", "devices": [id]}),
+    )
+    .await;
+    let second = location_id(&r);
+    let r = app
+        .req(
+            "POST",
+            NEXT_V2,
+            Some(&token),
+            Some(&provides("rel-1", "board")),
+        )
+        .await;
+    assert_eq!(r.json()["id"], second.as_str());
+    assert_eq!(status(second.clone(), "downloading").await.status, 204);
+
+    let hist = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        let id = id.clone();
+        async move {
+            app.req(
+                "GET",
+                &format!("{DEPL}/deployments/devices/{id}{q}"),
+                Some(&admin),
+                None,
+            )
+            .await
+        }
+    };
+    let r = hist("").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["x-total-count"], "2");
+    let v = r.json();
+    assert_eq!(v[0]["deployment"]["id"], second.as_str());
+    assert_eq!(v[0]["deployment"]["status"], "inprogress");
+    assert_eq!(v[0]["device"]["id"], id.as_str());
+    assert_eq!(v[0]["device"]["status"], "downloading");
+    assert_eq!(v[0]["device"]["image"]["name"], "rel-2");
+    assert_eq!(v[0]["device"]["created"], v[0]["deployment"]["created"]);
+    assert_eq!(v[1]["deployment"]["id"], first.as_str());
+    assert_eq!(v[1]["deployment"]["status"], "finished");
+    assert_eq!(v[1]["device"]["status"], "success");
+    assert!(v[1]["device"]["finished"].is_string());
+    assert!(v[0]["id"].is_string() && v[0]["id"] != v[1]["id"]);
+    let r = hist("?status=success").await;
+    assert_eq!(r.headers["x-total-count"], "1");
+    assert_eq!(r.json()[0]["deployment"]["id"], first.as_str());
+    let r = hist("?per_page=1&page=2").await;
+    assert_eq!(r.json()[0]["deployment"]["id"], first.as_str());
+    assert_eq!(link_fields(&r).len(), 2);
+    hist("?per_page=21").await.assert_error(400);
+    hist("?status=bogus").await.assert_error(400);
+
+    // Aborting the device's deployments: the running one ends aborted (the
+    // device is told with 409), the finished one stays.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEPL}/deployments/devices/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    status(second.clone(), "installing").await.assert_error(409);
+    let d = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{second}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(d["statistics"]["status"]["aborted"], 1);
+    assert_eq!(d["status"], "finished");
+    let r = hist("?status=finished").await;
+    assert_eq!(r.headers["x-total-count"], "2");
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEPL}/deployments/devices/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = hist("?status=success").await;
+    assert_eq!(r.headers["x-total-count"], "1");
 }

@@ -415,6 +415,39 @@ async fn create(
     if has_artifact.is_none() {
         return Err(ApiError::unprocessable("No artifact for the deployment"));
     }
+    // The same definition still running: 409.
+    let twins = sqlx::query(
+        "SELECT id FROM deployments WHERE finished_ts IS NULL AND name = $1 AND artifact_name = $2
+           AND force_installation = $3 AND all_devices = $4 AND COALESCE(group_name, '') = $5",
+    )
+    .bind(&body.name)
+    .bind(&body.artifact_name)
+    .bind(i64::from(body.force_installation))
+    .bind(i64::from(body.all_devices))
+    .bind(group.clone().unwrap_or_default())
+    .fetch_all(&mut *tx)
+    .await?;
+    for t in &twins {
+        let same = if group.is_some() || body.all_devices {
+            true
+        } else {
+            let mut targets: Vec<String> =
+                sqlx::query("SELECT device_id FROM deployment_targets WHERE deployment_id = $1")
+                    .bind(t.text("id")?)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.text("device_id"))
+                    .collect::<Result<_, _>>()?;
+            targets.sort();
+            targets == devices
+        };
+        if same {
+            return Err(ApiError::conflict(
+                "Invalid deployment definition: there is already an active deployment with the same parameters",
+            ));
+        }
+    }
     let id = db::new_id();
     sqlx::query(
         "INSERT INTO deployments (id, name, artifact_name, created_ts, max_devices, force_installation, all_devices, group_name)
@@ -972,6 +1005,291 @@ pub async fn abort(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------ per device
+
+/// `GET /deployments/devices/{device_id}`: the device's deployment
+/// history, newest first; paged (`per_page` at most 20), optional `status`
+/// as for a deployment's devices; `Link` and `X-Total-Count`. Five queries
+/// a page.
+pub async fn device_history(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Path(device_id): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let paging = super::Paging::from_query(&q)?;
+    if paging.per_page > 20 {
+        return Err(ApiError::bad_request("Param per_page is out of bounds"));
+    }
+    let mut filter = Sql::new(" WHERE dd.device_id = ");
+    let p = filter.arg(device_id.as_str());
+    filter.push(&p);
+    if let Some((_, s)) = q.iter().find(|(k, _)| k == "status") {
+        device_status_condition(&mut filter, s)?;
+    }
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM device_deployments dd");
+    count.extend(&filter);
+    let total = count.query().fetch_one(&st.db).await?.int("n")?;
+    let mut sql = Sql::new(DEVICE_ITEM_SQL);
+    sql.extend(&filter);
+    let (limit, offset) = (sql.arg(paging.per_page), sql.arg(paging.offset()));
+    sql.push(&format!(
+        " ORDER BY dd.created_ts DESC, dd.id LIMIT {limit} OFFSET {offset}"
+    ));
+    let items = sql.query().fetch_all(&st.db).await?;
+    let dep_ids: Vec<String> = items
+        .iter()
+        .map(|r| r.text("deployment_id"))
+        .collect::<Result<_, _>>()?;
+    let mut deployments: HashMap<String, Value> = HashMap::new();
+    if !dep_ids.is_empty() {
+        let mut dq = Sql::new("SELECT * FROM deployments WHERE");
+        dq.push_in("id", dep_ids.iter().map(String::as_str));
+        let rows = dq.query().fetch_all(&st.db).await?;
+        for v in deployments_json(&st, &rows).await? {
+            if let Some(id) = v["id"].as_str() {
+                deployments.insert(id.to_owned(), v);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (r, dep_id) in items.iter().zip(dep_ids) {
+        let d = deployments.get(&dep_id).cloned().unwrap_or(Value::Null);
+        let created = d["created"].as_str().unwrap_or_default().to_owned();
+        out.push(json!({
+            "id": r.text("id")?,
+            "deployment": d,
+            "device": device_item(r, &created)?,
+        }));
+    }
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        out,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
+}
+
+/// `DELETE /deployments/devices/{device_id}`: aborts the device's
+/// unfinished device deployments; 204 (also when there are none).
+pub async fn abort_device(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = st.db.begin().await?;
+    let active: Vec<String> = sqlx::query(
+        "SELECT deployment_id FROM device_deployments WHERE device_id = $1 AND finished_ts IS NULL",
+    )
+    .bind(&device_id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.text("deployment_id"))
+    .collect::<Result<_, _>>()?;
+    sqlx::query(
+        "UPDATE device_deployments SET status = 'aborted', finished_ts = $1
+         WHERE device_id = $2 AND finished_ts IS NULL",
+    )
+    .bind(db::now_us())
+    .bind(&device_id)
+    .execute(&mut *tx)
+    .await?;
+    for d in &active {
+        maybe_finish(&mut tx, d).await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /limits/storage`: `{"limit": 0, "usage": 0}` (no limit, usage not
+/// counted), as the open-source server answers.
+pub async fn storage_limit(_user: UserAuth) -> AxumJson<Value> {
+    AxumJson(json!({"limit": 0, "usage": 0}))
+}
+
+// ------------------------------------------------------------ releases
+
+/// Which form of the releases list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReleaseForm {
+    /// v1 `GET .../releases`: unpaged, capitalised keys.
+    V1,
+    /// v1 `GET .../releases/list`: paged, capitalised keys.
+    V1Paged,
+    /// v2: paged, lower-case keys.
+    V2,
+}
+
+async fn releases(
+    st: &AppState,
+    uri: &Uri,
+    q: &[(String, String)],
+    form: ReleaseForm,
+) -> Result<Response, ApiError> {
+    let paging = super::Paging::from_query(q)?;
+    let one = |key: &str| {
+        q.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.to_lowercase())
+    };
+    let (name, desc, dt, ut) = (
+        one("name"),
+        one("description"),
+        one("device_type"),
+        one("update_type"),
+    );
+    // Releases carry no tags here: a tag filter matches nothing.
+    let tagged = q.iter().any(|(k, _)| k == "tag");
+    let (key, asc) = match one("sort").as_deref() {
+        None => ("name", true),
+        Some(s) => {
+            let (k, d) = s.split_once(':').unwrap_or((s, "asc"));
+            let k = match k {
+                "name" | "tags" => "name",
+                "modified" => "modified",
+                "artifacts_count" => "artifacts_count",
+                other => return Err(ApiError::bad_request(format!("invalid sort key {other}"))),
+            };
+            match d {
+                "asc" => (k, true),
+                "desc" => (k, false),
+                other => return Err(ApiError::bad_request(format!("invalid sort order {other}"))),
+            }
+        }
+    };
+    // All artifacts in one query; releases are grouped and filtered here.
+    let rows = sqlx::query("SELECT * FROM artifacts ORDER BY name, id")
+        .fetch_all(&st.db)
+        .await?;
+    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in &rows {
+        groups
+            .entry(r.text("name")?)
+            .or_default()
+            .push(artifacts::artifact_json(r)?);
+    }
+    let contains = |v: &Value, needle: &str| {
+        v.as_str()
+            .is_some_and(|s| s.to_lowercase().contains(needle))
+    };
+    let mut list: Vec<(String, String, Vec<Value>)> = groups
+        .into_iter()
+        .filter(|(n, arts)| {
+            !tagged
+                && name
+                    .as_ref()
+                    .is_none_or(|w| n.to_lowercase().contains(w.as_str()))
+                && desc
+                    .as_ref()
+                    .is_none_or(|w| arts.iter().any(|a| contains(&a["description"], w)))
+                && dt.as_ref().is_none_or(|w| {
+                    arts.iter().any(|a| {
+                        a["device_types_compatible"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|t| contains(t, w)))
+                    })
+                })
+                && ut.as_ref().is_none_or(|w| {
+                    arts.iter().any(|a| {
+                        a["updates"].as_array().is_some_and(|u| {
+                            u.iter()
+                                .any(|x| x["type_info"]["type"].as_str() == Some(w.as_str()))
+                        })
+                    })
+                })
+        })
+        .map(|(n, arts)| {
+            let modified = arts
+                .iter()
+                .filter_map(|a| a["modified"].as_str())
+                .max()
+                .unwrap_or_default()
+                .to_owned();
+            (n, modified, arts)
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        let o = match key {
+            "modified" => a.1.cmp(&b.1),
+            "artifacts_count" => a.2.len().cmp(&b.2.len()),
+            _ => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| a.0.cmp(&b.0));
+        if asc {
+            o
+        } else {
+            o.reverse()
+        }
+    });
+    let total = list.len() as i64;
+    let page: Vec<_> = if form == ReleaseForm::V1 {
+        list
+    } else {
+        list.into_iter()
+            .skip(usize::try_from(paging.offset()).unwrap_or(usize::MAX))
+            .take(usize::try_from(paging.per_page).unwrap_or(0))
+            .collect()
+    };
+    let items: Vec<Value> = page
+        .into_iter()
+        .map(|(n, modified, arts)| {
+            let count = arts.len();
+            if form == ReleaseForm::V2 {
+                json!({"name": n, "modified": modified, "artifacts": arts,
+                       "artifacts_count": count, "tags": [], "notes": ""})
+            } else {
+                json!({"Name": n, "Modified": modified, "Artifacts": arts,
+                       "ArtifactsCount": count, "tags": [], "notes": ""})
+            }
+        })
+        .collect();
+    if form == ReleaseForm::V1 {
+        return Ok(AxumJson(items).into_response());
+    }
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        items,
+        super::links(uri.path(), q, paging, has_next),
+        Some(total),
+    ))
+}
+
+/// `GET /api/management/v1/deployments/deployments/releases` (deprecated;
+/// unpaged, capitalised keys): artifacts grouped by name.
+pub async fn releases_v1(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    releases(&st, &uri, &q, ReleaseForm::V1).await
+}
+
+/// `GET /api/management/v1/deployments/deployments/releases/list`: the
+/// same, paged (`Link`, `X-Total-Count`).
+pub async fn releases_v1_list(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    releases(&st, &uri, &q, ReleaseForm::V1Paged).await
+}
+
+/// `GET /api/management/v2/deployments/deployments/releases`: paged, with
+/// lower-case keys; filters `name`, `description`, `device_type`,
+/// `update_type`, `tag`; `sort` `name`, `modified`, `artifacts_count`.
+pub async fn releases_v2(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    releases(&st, &uri, &q, ReleaseForm::V2).await
 }
 
 /// Set a deployment `finished` once every targeted device is final.

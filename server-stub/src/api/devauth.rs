@@ -25,7 +25,8 @@ use crate::devkey::DeviceKey;
 use crate::error::{ApiError, Json, RequestId};
 use crate::AppState;
 
-const DEVICE_STATUSES: &[&str] = &["pending", "accepted", "rejected", "preauthorized", "noauth"];
+pub(crate) const DEVICE_STATUSES: &[&str] =
+    &["pending", "accepted", "rejected", "preauthorized", "noauth"];
 
 /// Recompute a device's status from its auth sets.
 pub(crate) async fn refresh_device_status(

@@ -11,11 +11,19 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use axum::Json as AxumJson;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+use super::{Paging, UserAuth};
 use crate::db::{self, RowExt, Sql};
-use crate::error::ApiError;
+use crate::error::{ApiError, Json};
+use crate::AppState;
 
 /// Rows for the values of one attribute: (text, number).
 fn index_values(v: &Value) -> Vec<(String, Option<f64>)> {
@@ -108,4 +116,480 @@ pub async fn backfill(pool: &db::Pool) -> Result<(), sqlx::Error> {
     }
     db::setting_or_insert(pool, "attributes_indexed", "1").await?;
     Ok(())
+}
+
+// ------------------------------------------------------------ endpoints
+
+const SCOPES: &[&str] = &["identity", "inventory", "system"];
+const GROUP_CHARS: &str =
+    "Group name can only contain: upper/lowercase alphanum, -(dash), _(underscore)";
+
+fn check_group(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 1024
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(GROUP_CHARS))
+    }
+}
+
+fn attribute(name: &str, value: Value, scope: &str) -> Value {
+    json!({ "name": name, "value": value, "scope": scope })
+}
+
+/// The inventory device object (section 4.1) of a `devices` row.
+pub(crate) fn device_json(r: &AnyRow) -> Result<Value, ApiError> {
+    let mut attrs = vec![attribute("status", json!(r.text("status")?), "identity")];
+    for (k, v) in parse_map(&r.text("identity")?) {
+        attrs.push(attribute(&k, v, "identity"));
+    }
+    for (k, v) in parse_map(&r.text("inventory")?) {
+        attrs.push(attribute(&k, v, "inventory"));
+    }
+    if let Some(g) = r.opt_text("group_name")? {
+        attrs.push(attribute("group", json!(g), "system"));
+    }
+    let created = r.int("created_ts")?;
+    let updated = r
+        .int("updated_ts")?
+        .max(r.opt_int("inventory_ts")?.unwrap_or(0));
+    attrs.push(attribute(
+        "created_ts",
+        json!(db::rfc3339(created)),
+        "system",
+    ));
+    attrs.push(attribute(
+        "updated_ts",
+        json!(db::rfc3339(updated)),
+        "system",
+    ));
+    if let Some(t) = r.opt_int("check_in_ts")? {
+        attrs.push(attribute("check_in_time", json!(db::rfc3339(t)), "system"));
+    }
+    Ok(json!({
+        "id": r.text("id")?,
+        "updated_ts": db::rfc3339(updated),
+        "attributes": attrs,
+    }))
+}
+
+/// `[<scope>/]<name>`, the scope defaulting to `inventory`.
+fn scoped(key: &str) -> Result<(&str, &str), ApiError> {
+    let (scope, name) = match key.split_once('/') {
+        Some((s, n)) => (s, n),
+        None => ("inventory", key),
+    };
+    if !SCOPES.contains(&scope) {
+        return Err(ApiError::bad_request(format!(
+            "unknown attribute scope {scope} (identity, inventory or system)"
+        )));
+    }
+    if name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "attribute name missing in {key}"
+        )));
+    }
+    Ok((scope, name))
+}
+
+/// `AND <the device has attribute scope/name equal to value>`: as text, or
+/// as a number when the value reads as one.
+fn push_attribute_eq(sql: &mut Sql, scope: &str, name: &str, value: &str) -> Result<(), ApiError> {
+    match (scope, name) {
+        ("identity", "status") => {
+            let p = sql.arg(value);
+            sql.push(&format!(" AND d.status = {p}"));
+        }
+        ("system", "group") => {
+            let p = sql.arg(value);
+            sql.push(&format!(" AND d.group_name = {p}"));
+        }
+        ("system", other) => {
+            return Err(ApiError::bad_request(format!(
+                "filtering on system/{other} is not supported (only system/group)"
+            )))
+        }
+        _ => {
+            let (s, n, t) = (sql.arg(scope), sql.arg(name), sql.arg(value));
+            let num = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(|f| format!(" OR a.value_num = {}", sql.arg(f)))
+                .unwrap_or_default();
+            sql.push(&format!(
+                " AND EXISTS (SELECT 1 FROM device_attributes a WHERE a.device_id = d.id
+                   AND a.scope = {s} AND a.name = {n} AND (a.value_text = {t}{num}))"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ORDER BY` for `sort=[<scope>/]<name>[:asc|:desc]` (default `desc`).
+fn order_by(sql: &mut Sql, sort: Option<&str>) -> Result<String, ApiError> {
+    let Some(sort) = sort else {
+        return Ok(" ORDER BY d.id".into());
+    };
+    let (attr, dir) = match sort.rsplit_once(':') {
+        Some((a, "asc")) => (a, "ASC"),
+        Some((a, "desc")) => (a, "DESC"),
+        _ => (sort, "DESC"),
+    };
+    let (scope, name) = scoped(attr)?;
+    let by = match (scope, name) {
+        ("identity", "status") => format!("d.status {dir}"),
+        ("system", "group") => format!("(d.group_name IS NULL), d.group_name {dir}"),
+        ("system", "created_ts") => format!("d.created_ts {dir}"),
+        ("system", "updated_ts") => format!("d.updated_ts {dir}"),
+        ("system", "check_in_time") => format!("(d.check_in_ts IS NULL), d.check_in_ts {dir}"),
+        ("system", other) => {
+            return Err(ApiError::bad_request(format!(
+                "sorting on system/{other} is not supported"
+            )))
+        }
+        _ => {
+            let (s, n) = (sql.arg(scope), sql.arg(name));
+            let sub = |col: &str| {
+                format!(
+                    "(SELECT MIN(a.{col}) FROM device_attributes a
+                      WHERE a.device_id = d.id AND a.scope = {s} AND a.name = {n})"
+                )
+            };
+            // Devices without the attribute last, on both databases;
+            // numbers by value, then text.
+            format!(
+                "({} IS NULL), {} {dir}, {} {dir}",
+                sub("value_text"),
+                sub("value_num"),
+                sub("value_text")
+            )
+        }
+    };
+    Ok(format!(" ORDER BY {by}, d.id"))
+}
+
+/// `GET /devices`: paged; `group`, `has_group`, `sort`, and every other
+/// key an attribute filter `[<scope>/]<name>=[eq:]<value>`. `Link` and
+/// `X-Total-Count`; two queries a page.
+pub async fn list_devices(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from_query(&q)?;
+    let mut filter = Sql::new(" WHERE 1 = 1");
+    let mut sort = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "page" | "per_page" => {}
+            "sort" => sort = Some(v.as_str()),
+            "group" => {
+                check_group(v)?;
+                let p = filter.arg(v.as_str());
+                filter.push(&format!(" AND d.group_name = {p}"));
+            }
+            "has_group" => match v.as_str() {
+                "true" => {
+                    filter.push(" AND d.group_name IS NOT NULL");
+                }
+                "false" => {
+                    filter.push(" AND d.group_name IS NULL");
+                }
+                _ => return Err(ApiError::bad_request("has_group: must be true or false")),
+            },
+            key => {
+                let (scope, name) = scoped(key)?;
+                let value = v.strip_prefix("eq:").unwrap_or(v);
+                push_attribute_eq(&mut filter, scope, name, value)?;
+            }
+        }
+    }
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM devices d");
+    count.extend(&filter);
+    let total = count.query().fetch_one(&st.db).await?.int("n")?;
+    let mut sql = Sql::new("SELECT d.* FROM devices d");
+    sql.extend(&filter);
+    let order = order_by(&mut sql, sort)?;
+    let (limit, offset) = (sql.arg(paging.per_page), sql.arg(paging.offset()));
+    sql.push(&format!("{order} LIMIT {limit} OFFSET {offset}"));
+    let items: Vec<Value> = sql
+        .query()
+        .fetch_all(&st.db)
+        .await?
+        .iter()
+        .map(device_json)
+        .collect::<Result<_, _>>()?;
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        items,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
+}
+
+async fn device_row(st: &AppState, id: &str) -> Result<AnyRow, ApiError> {
+    sqlx::query("SELECT * FROM devices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&st.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Device not found"))
+}
+
+/// `GET /devices/{id}`.
+pub async fn get_device(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    Ok(AxumJson(device_json(&device_row(&st, &id).await?)?))
+}
+
+/// `DELETE /devices/{id}`: forgets what the device uploaded (its
+/// `inventory` attributes); 204.
+pub async fn clear_device(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = st.db.begin().await?;
+    sqlx::query("UPDATE devices SET inventory = '{}', inventory_ts = $1 WHERE id = $2")
+        .bind(db::now_us())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    index_scope(&mut tx, &id, "inventory", &BTreeMap::new()).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /devices/{id}/group`: `{"group": name}` or `{"group": null}`.
+pub async fn get_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    let r = device_row(&st, &id).await?;
+    Ok(AxumJson(json!({ "group": r.opt_text("group_name")? })))
+}
+
+/// Body of `PUT /devices/{id}/group`.
+#[derive(Deserialize)]
+pub struct GroupBody {
+    group: String,
+}
+
+/// `PUT /devices/{id}/group` `{"group": name}`: puts the device in that
+/// group (out of any other); 204.
+pub async fn set_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+    Json(body): Json<GroupBody>,
+) -> Result<StatusCode, ApiError> {
+    check_group(&body.group)?;
+    let res = sqlx::query("UPDATE devices SET group_name = $1 WHERE id = $2")
+        .bind(&body.group)
+        .bind(&id)
+        .execute(&st.db)
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(ApiError::not_found("Device not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /devices/{id}/group/{name}`: 204; 404 unless the device is in
+/// that group.
+pub async fn unset_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let res = sqlx::query("UPDATE devices SET group_name = NULL WHERE id = $1 AND group_name = $2")
+        .bind(&id)
+        .bind(&name)
+        .execute(&st.db)
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(ApiError::not_found("Device not found in that group"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /groups`.
+#[derive(Deserialize)]
+pub struct GroupsQuery {
+    status: Option<String>,
+}
+
+/// `GET /groups` (`status`: only groups with devices in that status): the
+/// group names, sorted.
+pub async fn list_groups(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Query(q): Query<GroupsQuery>,
+) -> Result<AxumJson<Vec<String>>, ApiError> {
+    let mut sql = Sql::new("SELECT DISTINCT group_name FROM devices WHERE group_name IS NOT NULL");
+    if let Some(s) = &q.status {
+        if !super::devauth::DEVICE_STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(
+                "status must be one of: pending, accepted, rejected, preauthorized, noauth",
+            ));
+        }
+        let p = sql.arg(s.as_str());
+        sql.push(&format!(" AND status = {p}"));
+    }
+    sql.push(" ORDER BY group_name");
+    let names = sql
+        .query()
+        .fetch_all(&st.db)
+        .await?
+        .iter()
+        .map(|r| r.text("group_name"))
+        .collect::<Result<_, _>>()?;
+    Ok(AxumJson(names))
+}
+
+/// `GET /groups/{name}/devices`: the IDs of its devices, paged; `Link`
+/// and `X-Total-Count`; 404 when no device is in it.
+pub async fn group_devices(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Path(name): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    check_group(&name)?;
+    let paging = Paging::from_query(&q)?;
+    let total = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE group_name = $1")
+        .bind(&name)
+        .fetch_one(&st.db)
+        .await?
+        .int("n")?;
+    if total == 0 {
+        return Err(ApiError::not_found("group not found"));
+    }
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM devices WHERE group_name = $1 ORDER BY id LIMIT $2 OFFSET $3")
+            .bind(&name)
+            .bind(paging.per_page)
+            .bind(paging.offset())
+            .fetch_all(&st.db)
+            .await?
+            .iter()
+            .map(|r| r.text("id"))
+            .collect::<Result<_, _>>()?;
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        ids,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
+}
+
+fn device_ids(ids: &[String]) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("the list of device IDs is empty"));
+    }
+    if ids.iter().any(|i| i.is_empty() || i.len() > 128) {
+        return Err(ApiError::bad_request("invalid device ID in the list"));
+    }
+    Ok(())
+}
+
+/// `PATCH /groups/{name}/devices` `[ids]`: puts those devices in the
+/// group; `{"updated_count", "matched_count"}`.
+pub async fn add_to_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+    Json(ids): Json<Vec<String>>,
+) -> Result<AxumJson<Value>, ApiError> {
+    check_group(&name)?;
+    device_ids(&ids)?;
+    let mut tx = st.db.begin().await?;
+    let mut matched = 0;
+    let mut updated = 0;
+    for chunk in ids.chunks(500) {
+        let mut count = Sql::new("SELECT COUNT(*) AS n FROM devices WHERE");
+        count.push_in("id", chunk.iter().map(String::as_str));
+        matched += count.query().fetch_one(&mut *tx).await?.int("n")?;
+        let mut sql = Sql::new("UPDATE devices SET group_name = ");
+        let g = sql.arg(name.as_str());
+        sql.push(&format!(
+            "{g} WHERE (group_name IS NULL OR group_name <> {g}) AND"
+        ))
+        .push_in("id", chunk.iter().map(String::as_str));
+        updated += sql.query().execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(AxumJson(
+        json!({ "updated_count": updated, "matched_count": matched }),
+    ))
+}
+
+/// `DELETE /groups/{name}/devices` `[ids]`: takes those devices out of the
+/// group; `{"updated_count"}`.
+pub async fn remove_from_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+    Json(ids): Json<Vec<String>>,
+) -> Result<AxumJson<Value>, ApiError> {
+    check_group(&name)?;
+    device_ids(&ids)?;
+    let mut tx = st.db.begin().await?;
+    let mut updated = 0;
+    for chunk in ids.chunks(500) {
+        let mut sql = Sql::new("UPDATE devices SET group_name = NULL WHERE group_name = ");
+        let g = sql.arg(name.as_str());
+        sql.push(&format!("{g} AND"))
+            .push_in("id", chunk.iter().map(String::as_str));
+        updated += sql.query().execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(AxumJson(json!({ "updated_count": updated })))
+}
+
+/// `DELETE /groups/{name}`: the group is removed from all its devices;
+/// `{"updated_count"}`.
+pub async fn delete_group(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+) -> Result<AxumJson<Value>, ApiError> {
+    check_group(&name)?;
+    let res = sqlx::query("UPDATE devices SET group_name = NULL WHERE group_name = $1")
+        .bind(&name)
+        .execute(&st.db)
+        .await?;
+    Ok(AxumJson(json!({ "updated_count": res.rows_affected() })))
+}
+
+/// `GET /api/management/v2/inventory/filters/attributes`: the attribute
+/// names seen, with how many devices have each, most common first.
+pub async fn filter_attributes(
+    State(st): State<AppState>,
+    _user: UserAuth,
+) -> Result<AxumJson<Vec<Value>>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT scope, name, COUNT(DISTINCT device_id) AS n FROM device_attributes
+         GROUP BY scope, name ORDER BY n DESC, scope, name LIMIT 500",
+    )
+    .fetch_all(&st.db)
+    .await?;
+    let mut out = vec![
+        json!({"name": "status", "scope": "identity", "count": sqlx::query("SELECT COUNT(*) AS n FROM devices").fetch_one(&st.db).await?.int("n")?}),
+    ];
+    for r in &rows {
+        out.push(json!({"name": r.text("name")?, "scope": r.text("scope")?, "count": r.int("n")?}));
+    }
+    Ok(AxumJson(out))
 }

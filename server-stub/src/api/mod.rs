@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     const DEPL: &str = "/api/management/v1/deployments";
     const DEVAUTH: &str = "/api/management/v2/devauth";
     const USERADM: &str = "/api/management/v1/useradm";
+    const INV: &str = "/api/management/v1/inventory";
 
     let upload = Router::new()
         .route(
@@ -119,6 +120,35 @@ pub fn router(state: AppState) -> Router {
             &format!("{DEVAUTH}/devices/{{id}}/auth/{{aid}}"),
             delete(devauth::delete_auth_set),
         )
+        // inventory.
+        .route(&format!("{INV}/devices"), get(inventory::list_devices))
+        .route(
+            &format!("{INV}/devices/{{id}}"),
+            get(inventory::get_device).delete(inventory::clear_device),
+        )
+        .route(
+            &format!("{INV}/devices/{{id}}/group"),
+            get(inventory::get_group).put(inventory::set_group),
+        )
+        .route(
+            &format!("{INV}/devices/{{id}}/group/{{name}}"),
+            delete(inventory::unset_group),
+        )
+        .route(&format!("{INV}/groups"), get(inventory::list_groups))
+        .route(
+            &format!("{INV}/groups/{{name}}"),
+            delete(inventory::delete_group),
+        )
+        .route(
+            &format!("{INV}/groups/{{name}}/devices"),
+            get(inventory::group_devices)
+                .patch(inventory::add_to_group)
+                .delete(inventory::remove_from_group),
+        )
+        .route(
+            "/api/management/v2/inventory/filters/attributes",
+            get(inventory::filter_attributes),
+        )
         // deployments.
         .route(
             &format!("{DEPL}/artifacts/{{id}}"),
@@ -159,6 +189,26 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{DEPL}/deployments/statistics/list"),
             post(deployments::statistics_list),
+        )
+        .route(
+            &format!("{DEPL}/deployments/devices/{{id}}"),
+            get(deployments::device_history).delete(deployments::abort_device),
+        )
+        .route(
+            &format!("{DEPL}/deployments/releases"),
+            get(deployments::releases_v1),
+        )
+        .route(
+            &format!("{DEPL}/deployments/releases/list"),
+            get(deployments::releases_v1_list),
+        )
+        .route(
+            "/api/management/v2/deployments/deployments/releases",
+            get(deployments::releases_v2),
+        )
+        .route(
+            &format!("{DEPL}/limits/storage"),
+            get(deployments::storage_limit),
         )
         .route(
             &format!("{DEPL}/deployments/{{id}}/device_list"),
