@@ -100,6 +100,17 @@ impl Power {
         self.off.get()
     }
 
+    /// Plans the cuts of a run (operations counted from the first on the
+    /// rail), replacing any planned before.
+    pub fn plan(&self, cuts: Vec<Cut>) {
+        *self.cuts.borrow_mut() = cuts;
+    }
+
+    /// Powers back on after a cut (the next reset).
+    pub fn restore(&self) {
+        self.off.set(false);
+    }
+
     pub fn ops(&self) -> Vec<Op> {
         self.ops.borrow().clone()
     }

@@ -36,6 +36,15 @@
 //! 4. The primary's image is validated (MCUBOOT_VALIDATE_PRIMARY_SLOT). An
 //!    invalid one is a brick: [`Mcuboot::boot`] fails, and so does the run.
 //!
+//! A torn erase leaves a prefix of its range erased (the rail's model of
+//! every erase): the status header counts only when both its bytes are
+//! whole, and each swap erases the status before writing its header. As in
+//! MCUboot, a TEST swap spends the trial: once its trailers are written, a
+//! reset before the new image confirms reverts, even if the image never
+//! ran. `tests/mcuboot_swap.rs` cuts every write of a swap and of a revert
+//! (and again during the resumed swap) and checks the slots end exactly as
+//! after an uninterrupted swap (or, for a spent trial, swap and revert).
+//!
 //! Simplifications, and why they are sound for what the sweep checks:
 //! MCUboot keeps the swap status in the primary trailer (and in the
 //! scratch trailer while the trailer sector itself moves); here it has an

@@ -234,6 +234,11 @@ fn mcuboot_second_cut_during_recovery() {
 }
 
 #[test]
+fn mcuboot_second_cut_during_the_watchdog_revert() {
+    double_sweep(Mcuboot::new, Scenario::FailsBoot);
+}
+
+#[test]
 fn mcuboot_clean_updates() {
     for (s, want, boots) in [
         (Scenario::Healthy, "release-2", 2),
