@@ -2284,3 +2284,328 @@ async fn releases_history_and_per_device_abort(db: Db) {
     let r = hist("?status=success").await;
     assert_eq!(r.headers["x-total-count"], "1");
 }
+
+on_both!(inventory_v2_search);
+async fn inventory_v2_search(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let mut ids = Vec::new();
+    for (i, (art, kernel)) in [("rel-1", 5), ("rel-2", 6), ("rel-1", 7)]
+        .iter()
+        .enumerate()
+    {
+        let d = SimDevice::ed25519(&format!("02:00:00:00:0b:0{i}"));
+        let (id, t) = admit(&app, &admin, &d).await;
+        let r = app
+            .req(
+                "PUT",
+                DEVICE_INVENTORY,
+                Some(&t),
+                Some(&json!([{"name": "artifact_name", "value": art}, {"name": "kernel", "value": kernel}])),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        ids.push(id);
+    }
+    let r = app
+        .req(
+            "PUT",
+            &format!("{INVENTORY}/devices/{}/group", ids[2]),
+            Some(&admin),
+            Some(&json!({"group": "canary"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let search = |body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.req(
+                "POST",
+                "/api/management/v2/inventory/filters/search",
+                Some(&admin),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let f = |scope: &str, attribute: &str, kind: &str, value: Value| json!({"scope": scope, "attribute": attribute, "type": kind, "value": value});
+    for (filters, want) in [
+        (
+            vec![f("inventory", "artifact_name", "$eq", json!("rel-1"))],
+            vec![0, 2],
+        ),
+        (
+            vec![f("inventory", "artifact_name", "$nin", json!(["rel-1"]))],
+            vec![1],
+        ),
+        (
+            vec![f("inventory", "artifact_name", "$ne", json!("rel-2"))],
+            vec![0, 2],
+        ),
+        (
+            vec![f("inventory", "kernel", "$in", json!([5, 6]))],
+            vec![0, 1],
+        ),
+        (vec![f("inventory", "kernel", "$eq", json!(7))], vec![2]),
+        (vec![f("system", "group", "$eq", json!("canary"))], vec![2]),
+        (
+            vec![f("system", "group", "$exists", json!(false))],
+            vec![0, 1],
+        ),
+        (
+            vec![f("inventory", "nothing", "$exists", json!(true))],
+            vec![],
+        ),
+        (
+            vec![
+                f("identity", "status", "$eq", json!("accepted")),
+                f("inventory", "artifact_name", "$eq", json!("rel-1")),
+                f("system", "group", "$nin", json!(["canary"])),
+            ],
+            vec![0],
+        ),
+    ] {
+        let r = search(json!({"filters": filters})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut want: Vec<String> = want.iter().map(|i: &usize| ids[*i].clone()).collect();
+        want.sort();
+        assert_eq!(sorted(ids_of(&r)), want, "{filters:?}");
+        assert_eq!(r.headers["x-total-count"], want.len().to_string());
+    }
+    // Sort, page, chosen attributes, IDs, free text.
+    let r = search(json!({
+        "sort": [{"scope": "inventory", "attribute": "kernel", "order": "desc"}],
+        "per_page": 2, "page": 1,
+        "attributes": [{"scope": "inventory", "attribute": "kernel"}]
+    }))
+    .await;
+    assert_eq!(ids_of(&r), [ids[2].as_str(), ids[1].as_str()]);
+    assert_eq!(r.headers["x-total-count"], "3");
+    let attrs = r.json()[0]["attributes"].clone();
+    assert_eq!(
+        attrs,
+        json!([{"name": "kernel", "value": 7, "scope": "inventory"}])
+    );
+    let r = search(json!({"device_ids": [ids[1]]})).await;
+    assert_eq!(ids_of(&r), [ids[1].as_str()]);
+    let r = search(json!({"text": "REL-2"})).await;
+    assert_eq!(ids_of(&r), [ids[1].as_str()]);
+    for body in [
+        json!({"filters": [f("inventory", "a", "$regex", json!("x"))]}),
+        json!({"filters": [f("nowhere", "a", "$eq", json!("x"))]}),
+        json!({"filters": [f("inventory", "a", "$in", json!("x"))]}),
+        json!({"filters": [f("inventory", "a", "$eq", json!({"x": 1}))]}),
+        json!({"per_page": 0}),
+        json!({"page": 0}),
+        json!({"sort": [{"scope": "inventory", "attribute": "a", "order": "up"}]}),
+    ] {
+        search(body).await.assert_error(400);
+    }
+}
+
+on_both!(ui_settings_with_etags);
+async fn ui_settings_with_etags(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    for path in ["settings", "settings/me"] {
+        let url = format!("{USERADM}/{path}");
+        let r = app.req("GET", &url, Some(&admin), None).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json(), json!({}));
+        assert!(r.headers.get("etag").is_none());
+        let r = app
+            .req(
+                "POST",
+                &url,
+                Some(&admin),
+                Some(&json!({"theme": "dark", "n": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = app.req("GET", &url, Some(&admin), None).await;
+        assert_eq!(r.json(), json!({"theme": "dark", "n": 1}));
+        let etag = r.headers["etag"].to_str().unwrap().to_owned();
+        // A stale If-Match: 412, nothing changed; a fresh one: saved.
+        let post = |tag: &str, body: Value| {
+            axum::http::Request::post(url.clone())
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "application/json")
+                .header("if-match", tag)
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap()
+        };
+        app.call(post("stale", json!({"theme": "light"})))
+            .await
+            .assert_error(412);
+        app.req(
+            "POST",
+            &url,
+            Some(&admin),
+            Some(&json!(["not", "an", "object"])),
+        )
+        .await
+        .assert_error(400);
+        let r = app.req("GET", &url, Some(&admin), None).await;
+        assert_eq!(r.json(), json!({"theme": "dark", "n": 1}));
+        let r = app.call(post(&etag, json!({"theme": "light"}))).await;
+        assert_eq!(r.status, 201);
+        let r = app.req("GET", &url, Some(&admin), None).await;
+        assert_eq!(r.json(), json!({"theme": "light"}));
+        assert_ne!(r.headers["etag"].to_str().unwrap(), etag);
+    }
+    // Another user's own settings are their own.
+    let r = app
+        .req(
+            "POST",
+            &format!("{USERADM}/users"),
+            Some(&admin),
+            Some(&json!({"email": "zoe@example.com", "password": "zoe's password"})),
+        )
+        .await;
+    location_id(&r);
+    let zoe = app
+        .login_as("zoe@example.com", "zoe's password")
+        .await
+        .text();
+    let r = app
+        .req("GET", &format!("{USERADM}/settings/me"), Some(&zoe), None)
+        .await;
+    assert_eq!(r.json(), json!({}));
+    let r = app
+        .req("GET", &format!("{USERADM}/settings"), Some(&zoe), None)
+        .await;
+    assert_eq!(r.json(), json!({"theme": "light"}));
+}
+
+on_both!(artifact_list_paged_and_edited);
+async fn artifact_list_paged_and_edited(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    for n in ["b-art", "a-art", "c-art"] {
+        upload(&app, &admin, work.path(), n, "board").await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let list = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .req(
+                    "GET",
+                    &format!("{DEPL}/artifacts/list{q}"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            r
+        }
+    };
+    let names = |r: &Resp| -> Vec<String> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = list("?per_page=2").await;
+    assert_eq!(names(&r), ["a-art", "b-art"]);
+    assert_eq!(r.headers["x-total-count"], "3");
+    assert_eq!(link_fields(&r).len(), 2);
+    assert_eq!(
+        names(&list("?sort=name:desc").await),
+        ["c-art", "b-art", "a-art"]
+    );
+    assert_eq!(
+        names(&list("?sort=modified:asc").await),
+        ["b-art", "a-art", "c-art"]
+    );
+    assert_eq!(names(&list("?name=C-A").await), ["c-art"]);
+    app.req(
+        "GET",
+        &format!("{DEPL}/artifacts/list?sort=size"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(400);
+
+    // Editing the description.
+    let id = list("?name=a-art").await.json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .req(
+            "PUT",
+            &format!("{DEPL}/artifacts/{id}"),
+            Some(&admin),
+            Some(&json!({"description": "the A one"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let a = app
+        .req("GET", &format!("{DEPL}/artifacts/{id}"), Some(&admin), None)
+        .await
+        .json();
+    assert_eq!(a["description"], "the A one");
+    app.req(
+        "PUT",
+        &format!("{DEPL}/artifacts/{id}"),
+        Some(&admin),
+        Some(&json!({"description": "x".repeat(4097)})),
+    )
+    .await
+    .assert_error(400);
+    app.req(
+        "PUT",
+        &format!("{DEPL}/artifacts/not-a-uuid"),
+        Some(&admin),
+        Some(&json!({"description": "x"})),
+    )
+    .await
+    .assert_error(400);
+    app.req(
+        "PUT",
+        &format!("{DEPL}/artifacts/00000000-0000-4000-8000-000000000000"),
+        Some(&admin),
+        Some(&json!({"description": "x"})),
+    )
+    .await
+    .assert_error(404);
+    // Once a device was given it: 422.
+    let dev = SimDevice::ed25519("02:00:00:00:0c:01");
+    let (did, token) = admit(&app, &admin, &dev).await;
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "d", "artifact_name": "a-art", "devices": [did]}),
+    )
+    .await;
+    location_id(&r);
+    let r = app
+        .req("POST", NEXT_V2, Some(&token), Some(&provides("x", "board")))
+        .await;
+    assert_eq!(r.status, 200);
+    app.req(
+        "PUT",
+        &format!("{DEPL}/artifacts/{id}"),
+        Some(&admin),
+        Some(&json!({"description": "too late"})),
+    )
+    .await
+    .assert_error(422);
+    let a = app
+        .req("GET", &format!("{DEPL}/artifacts/{id}"), Some(&admin), None)
+        .await
+        .json();
+    assert_eq!(a["description"], "the A one");
+}

@@ -241,17 +241,17 @@ async fn store_artifact(
     Ok(())
 }
 
-/// `GET /artifacts` (filters `name`, `description`, `device_type`:
-/// case-insensitive substrings), sorted by name.
-pub async fn list_artifacts(
-    State(st): State<AppState>,
-    _user: UserAuth,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Result<AxumJson<Vec<Value>>, ApiError> {
+/// The artifacts matching the `name`, `description`, `device_type`
+/// filters (case-insensitive substrings), sorted by name. One query.
+async fn filtered_artifacts(st: &AppState, q: &[(String, String)]) -> Result<Vec<Value>, ApiError> {
     let rows = sqlx::query("SELECT * FROM artifacts ORDER BY name, id")
         .fetch_all(&st.db)
         .await?;
-    let want = |k: &str| q.get(k).map(|v| v.to_lowercase());
+    let want = |k: &str| {
+        q.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.to_lowercase())
+    };
     let (name, desc, dt) = (want("name"), want("description"), want("device_type"));
     let mut out = Vec::new();
     for r in &rows {
@@ -270,7 +270,96 @@ pub async fn list_artifacts(
             out.push(a);
         }
     }
-    Ok(AxumJson(out))
+    Ok(out)
+}
+
+/// `GET /artifacts` (filters `name`, `description`, `device_type`:
+/// case-insensitive substrings), sorted by name; not paged.
+pub async fn list_artifacts(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<AxumJson<Vec<Value>>, ApiError> {
+    Ok(AxumJson(filtered_artifacts(&st, &q).await?))
+}
+
+/// `GET /artifacts/list`: the same filters, paged, `sort` `name:asc`
+/// (default), `name:desc`, `modified:asc`, `modified:desc`; `Link` and
+/// `X-Total-Count`.
+pub async fn list_artifacts_paged(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    uri: Uri,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let paging = super::Paging::from_query(&q)?;
+    let sort = q
+        .iter()
+        .find(|(k, _)| k == "sort")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("name:asc");
+    let mut all = filtered_artifacts(&st, &q).await?;
+    let field = |a: &Value, k: &str| a[k].as_str().unwrap_or_default().to_owned();
+    match sort {
+        "name:asc" | "name" => {}
+        "name:desc" => all.reverse(),
+        "modified:asc" | "modified" => all.sort_by_key(|a| field(a, "modified")),
+        "modified:desc" => {
+            all.sort_by_key(|a| field(a, "modified"));
+            all.reverse();
+        }
+        other => return Err(ApiError::bad_request(format!("invalid sort {other}"))),
+    }
+    let total = all.len() as i64;
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip(usize::try_from(paging.offset()).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.per_page).unwrap_or(0))
+        .collect();
+    let has_next = paging.offset().saturating_add(paging.per_page) < total;
+    Ok(super::paged(
+        page,
+        super::links(uri.path(), &q, paging, has_next),
+        Some(total),
+    ))
+}
+
+/// Body of `PUT /artifacts/{id}`.
+#[derive(Deserialize)]
+pub struct ArtifactEdit {
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `PUT /artifacts/{id}` `{"description"}`: 204; 422 once a device was
+/// given the artifact.
+pub async fn edit_artifact(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+    Json(body): Json<ArtifactEdit>,
+) -> Result<StatusCode, ApiError> {
+    artifact_row(&st, &id).await?;
+    let description = body.description.unwrap_or_default();
+    if description.len() > 4096 {
+        return Err(ApiError::bad_request("description: too long"));
+    }
+    let used = sqlx::query("SELECT id FROM device_deployments WHERE artifact_id = $1 LIMIT 1")
+        .bind(&id)
+        .fetch_optional(&st.db)
+        .await?;
+    if used.is_some() {
+        return Err(ApiError::unprocessable(
+            "Image has already been used in deployment",
+        ));
+    }
+    sqlx::query("UPDATE artifacts SET description = $1, modified_ts = $2 WHERE id = $3")
+        .bind(description)
+        .bind(db::now_us())
+        .bind(&id)
+        .execute(&st.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn artifact_row(st: &AppState, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {

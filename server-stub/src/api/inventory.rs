@@ -199,14 +199,38 @@ fn scoped(key: &str) -> Result<(&str, &str), ApiError> {
 /// `AND <the device has attribute scope/name equal to value>`: as text, or
 /// as a number when the value reads as one.
 fn push_attribute_eq(sql: &mut Sql, scope: &str, name: &str, value: &str) -> Result<(), ApiError> {
+    push_attribute_in(sql, scope, name, &[value.to_owned()], false)
+}
+
+/// `AND <the device's attribute scope/name equals one of values>` (with
+/// `negate`: equals none of them, or the device lacks it). Values compare
+/// as text, and as numbers when they read as numbers.
+fn push_attribute_in(
+    sql: &mut Sql,
+    scope: &str,
+    name: &str,
+    values: &[String],
+    negate: bool,
+) -> Result<(), ApiError> {
+    if values.is_empty() {
+        sql.push(if negate { "" } else { " AND 1 = 0" });
+        return Ok(());
+    }
+    let not = if negate { "NOT " } else { "" };
     match (scope, name) {
         ("identity", "status") => {
-            let p = sql.arg(value);
-            sql.push(&format!(" AND d.status = {p}"));
+            sql.push(&format!(" AND {not}"))
+                .push_in("d.status", values.iter().map(String::as_str));
         }
         ("system", "group") => {
-            let p = sql.arg(value);
-            sql.push(&format!(" AND d.group_name = {p}"));
+            if negate {
+                sql.push(" AND (d.group_name IS NULL OR NOT")
+                    .push_in("d.group_name", values.iter().map(String::as_str))
+                    .push(")");
+            } else {
+                sql.push(" AND")
+                    .push_in("d.group_name", values.iter().map(String::as_str));
+            }
         }
         ("system", other) => {
             return Err(ApiError::bad_request(format!(
@@ -214,17 +238,60 @@ fn push_attribute_eq(sql: &mut Sql, scope: &str, name: &str, value: &str) -> Res
             )))
         }
         _ => {
-            let (s, n, t) = (sql.arg(scope), sql.arg(name), sql.arg(value));
-            let num = value
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(|f| format!(" OR a.value_num = {}", sql.arg(f)))
-                .unwrap_or_default();
+            let (s, n) = (sql.arg(scope), sql.arg(name));
+            let mut alts = Vec::new();
+            for v in values {
+                alts.push(format!("a.value_text = {}", sql.arg(v.as_str())));
+                if let Some(f) = v.trim().parse::<f64>().ok().filter(|f| f.is_finite()) {
+                    alts.push(format!("a.value_num = {}", sql.arg(f)));
+                }
+            }
             sql.push(&format!(
-                " AND EXISTS (SELECT 1 FROM device_attributes a WHERE a.device_id = d.id
-                   AND a.scope = {s} AND a.name = {n} AND (a.value_text = {t}{num}))"
+                " AND {not}EXISTS (SELECT 1 FROM device_attributes a WHERE a.device_id = d.id
+                   AND a.scope = {s} AND a.name = {n} AND ({}))",
+                alts.join(" OR ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `AND <the device has (or, negated, lacks) attribute scope/name>`.
+fn push_attribute_exists(
+    sql: &mut Sql,
+    scope: &str,
+    name: &str,
+    exists: bool,
+) -> Result<(), ApiError> {
+    let not = if exists { "" } else { "NOT " };
+    match (scope, name) {
+        ("identity", "status") | ("system", "created_ts" | "updated_ts") => {
+            sql.push(if exists { "" } else { " AND 1 = 0" });
+        }
+        ("system", "group") => {
+            sql.push(if exists {
+                " AND d.group_name IS NOT NULL"
+            } else {
+                " AND d.group_name IS NULL"
+            });
+        }
+        ("system", "check_in_time") => {
+            sql.push(if exists {
+                " AND d.check_in_ts IS NOT NULL"
+            } else {
+                " AND d.check_in_ts IS NULL"
+            });
+        }
+        ("system", other) => {
+            return Err(ApiError::bad_request(format!(
+                "filtering on system/{other} is not supported"
+            )))
+        }
+        _ => {
+            let (s, n) = (sql.arg(scope), sql.arg(name));
+            sql.push(&format!(
+                " AND {not}EXISTS (SELECT 1 FROM device_attributes a WHERE a.device_id = d.id
+                   AND a.scope = {s} AND a.name = {n})"
             ));
         }
     }
@@ -592,4 +659,178 @@ pub async fn filter_attributes(
         out.push(json!({"name": r.text("name")?, "scope": r.text("scope")?, "count": r.int("n")?}));
     }
     Ok(AxumJson(out))
+}
+
+/// One predicate of a v2 search.
+#[derive(Deserialize)]
+pub struct Predicate {
+    scope: String,
+    attribute: String,
+    #[serde(rename = "type")]
+    kind: String,
+    value: Value,
+}
+
+/// A sort key of a v2 search.
+#[derive(Deserialize)]
+pub struct SortKey {
+    scope: String,
+    attribute: String,
+    #[serde(default)]
+    order: Option<String>,
+}
+
+/// An attribute a v2 search returns.
+#[derive(Deserialize)]
+pub struct Selection {
+    scope: String,
+    attribute: String,
+}
+
+/// Body of `POST /api/management/v2/inventory/filters/search`.
+#[derive(Deserialize)]
+pub struct SearchBody {
+    #[serde(default)]
+    page: Option<i64>,
+    #[serde(default)]
+    per_page: Option<i64>,
+    #[serde(default)]
+    filters: Vec<Predicate>,
+    #[serde(default)]
+    sort: Vec<SortKey>,
+    #[serde(default)]
+    attributes: Option<Vec<Selection>>,
+    #[serde(default)]
+    device_ids: Vec<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// A predicate's value as the text(s) it compares with.
+fn predicate_values(p: &Predicate) -> Result<Vec<String>, ApiError> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid value for {}/{}",
+            p.scope, p.attribute
+        ))),
+    };
+    match (&p.value, p.kind.as_str()) {
+        (Value::Array(items), "$in" | "$nin") => items.iter().map(one).collect(),
+        (_, "$in" | "$nin") => Err(ApiError::bad_request(format!(
+            "{} needs an array value ({}/{})",
+            p.kind, p.scope, p.attribute
+        ))),
+        (v, _) => Ok(vec![one(v)?]),
+    }
+}
+
+/// `POST /api/management/v2/inventory/filters/search`: devices matching
+/// every predicate (`$eq`, `$ne`, `$in`, `$nin`, `$exists`), `device_ids`
+/// and `text` (a substring of any identity or inventory value); `sort` by
+/// its first key; `attributes` limits what is returned. `X-Total-Count`,
+/// no `Link` (as upstream). Two queries.
+pub async fn search(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Json(body): Json<SearchBody>,
+) -> Result<Response, ApiError> {
+    let page = body.page.unwrap_or(1);
+    let per_page = body.per_page.unwrap_or(20);
+    if page < 1 {
+        return Err(ApiError::bad_request("Can't parse param page"));
+    }
+    if !(1..=500).contains(&per_page) {
+        return Err(ApiError::bad_request("Param per_page is out of bounds"));
+    }
+    let paging = Paging { page, per_page };
+    let mut filter = Sql::new(" WHERE 1 = 1");
+    for p in &body.filters {
+        if !SCOPES.contains(&p.scope.as_str()) || p.attribute.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter predicate {}/{}",
+                p.scope, p.attribute
+            )));
+        }
+        let (scope, name) = (p.scope.as_str(), p.attribute.as_str());
+        match p.kind.as_str() {
+            "$eq" | "$in" => {
+                push_attribute_in(&mut filter, scope, name, &predicate_values(p)?, false)?
+            }
+            "$ne" | "$nin" => {
+                push_attribute_in(&mut filter, scope, name, &predicate_values(p)?, true)?
+            }
+            "$exists" => {
+                let exists = p
+                    .value
+                    .as_bool()
+                    .ok_or_else(|| ApiError::bad_request("$exists needs true or false"))?;
+                push_attribute_exists(&mut filter, scope, name, exists)?
+            }
+            other => return Err(ApiError::bad_request(format!(
+                "invalid filter predicate type {other} (supported: $eq, $ne, $in, $nin, $exists)"
+            ))),
+        }
+    }
+    if !body.device_ids.is_empty() {
+        filter
+            .push(" AND")
+            .push_in("d.id", body.device_ids.iter().map(String::as_str));
+    }
+    if let Some(text) = body
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let p = filter.arg(db::like_pattern(&text.to_lowercase()));
+        filter.push(&format!(
+            " AND (LOWER(d.id) LIKE {p} ESCAPE '\\' OR EXISTS (SELECT 1 FROM device_attributes a
+               WHERE a.device_id = d.id AND LOWER(a.value_text) LIKE {p} ESCAPE '\\'))"
+        ));
+    }
+    let mut count = Sql::new("SELECT COUNT(*) AS n FROM devices d");
+    count.extend(&filter);
+    let total = count.query().fetch_one(&st.db).await?.int("n")?;
+    let mut sql = Sql::new("SELECT d.* FROM devices d");
+    sql.extend(&filter);
+    let sort = body.sort.first().map(|k| {
+        format!(
+            "{}/{}:{}",
+            k.scope,
+            k.attribute,
+            k.order.as_deref().unwrap_or("asc")
+        )
+    });
+    if let Some(k) = body.sort.first() {
+        if !SCOPES.contains(&k.scope.as_str())
+            || !matches!(k.order.as_deref(), None | Some("asc" | "desc"))
+        {
+            return Err(ApiError::bad_request("invalid sort key"));
+        }
+    }
+    let order = order_by(&mut sql, sort.as_deref())?;
+    let (limit, offset) = (sql.arg(paging.per_page), sql.arg(paging.offset()));
+    sql.push(&format!("{order} LIMIT {limit} OFFSET {offset}"));
+    let mut items: Vec<Value> = sql
+        .query()
+        .fetch_all(&st.db)
+        .await?
+        .iter()
+        .map(device_json)
+        .collect::<Result<_, _>>()?;
+    if let Some(sel) = &body.attributes {
+        for d in &mut items {
+            if let Some(attrs) = d["attributes"].as_array_mut() {
+                attrs.retain(|a| {
+                    sel.iter().any(|s| {
+                        a["scope"] == s.scope.as_str() && a["name"] == s.attribute.as_str()
+                    })
+                });
+            }
+        }
+    }
+    Ok(super::paged(items, Vec::new(), Some(total)))
 }

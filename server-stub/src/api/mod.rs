@@ -83,6 +83,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(useradm::delete_user),
         )
         .route(
+            &format!("{USERADM}/settings"),
+            get(useradm::get_settings).post(useradm::save_settings),
+        )
+        .route(
+            &format!("{USERADM}/settings/me"),
+            get(useradm::get_my_settings).post(useradm::save_my_settings),
+        )
+        .route(
             &format!("{USERADM}/settings/tokens"),
             get(useradm::list_tokens).post(useradm::create_token),
         )
@@ -149,10 +157,20 @@ pub fn router(state: AppState) -> Router {
             "/api/management/v2/inventory/filters/attributes",
             get(inventory::filter_attributes),
         )
+        .route(
+            "/api/management/v2/inventory/filters/search",
+            post(inventory::search),
+        )
         // deployments.
         .route(
+            &format!("{DEPL}/artifacts/list"),
+            get(deployments::list_artifacts_paged),
+        )
+        .route(
             &format!("{DEPL}/artifacts/{{id}}"),
-            get(deployments::get_artifact).delete(deployments::delete_artifact),
+            get(deployments::get_artifact)
+                .put(deployments::edit_artifact)
+                .delete(deployments::delete_artifact),
         )
         .route(
             &format!("{DEPL}/artifacts/{{id}}/download"),

@@ -514,8 +514,128 @@ pub async fn delete_user(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM settings WHERE name = $1")
+        .bind(format!("ui_settings:user:{id}"))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------ settings
+
+/// Most keys in a settings object.
+const MAX_SETTINGS_KEYS: usize = 1024;
+
+fn settings_key(user: Option<&UserAuth>) -> String {
+    match user {
+        None => "ui_settings".into(),
+        Some(u) => format!("ui_settings:user:{}", u.user_id),
+    }
+}
+
+async fn load_settings(st: &AppState, key: &str) -> Result<Response, ApiError> {
+    let Some(stored) = db::setting(&st.db, key).await? else {
+        return Ok(AxumJson(json!({})).into_response());
+    };
+    let v: Value = serde_json::from_str(&stored).map_err(ApiError::internal)?;
+    let mut resp = AxumJson(v["settings"].clone()).into_response();
+    if let Some(etag) = v["etag"]
+        .as_str()
+        .and_then(|e| header::HeaderValue::from_str(e).ok())
+    {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(resp)
+}
+
+async fn store_settings(
+    st: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+    settings: Value,
+) -> Result<StatusCode, ApiError> {
+    let Value::Object(map) = &settings else {
+        return Err(ApiError::bad_request("settings must be a JSON object"));
+    };
+    if map.len() > MAX_SETTINGS_KEYS {
+        return Err(ApiError::bad_request(format!(
+            "settings: at most {MAX_SETTINGS_KEYS} keys"
+        )));
+    }
+    let if_match = headers.get(header::IF_MATCH).map(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('"')
+            .to_owned()
+    });
+    let stored = json!({ "etag": db::new_id(), "settings": settings }).to_string();
+    let mut tx = st.db.begin().await?;
+    let current = sqlx::query("SELECT value FROM settings WHERE name = $1")
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.text("value"))
+        .transpose()?;
+    if let Some(want) = if_match {
+        let etag = current
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|v| v["etag"].as_str().map(str::to_owned));
+        if etag.as_deref() != Some(want.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "The resource has been modified by someone else (ETag mismatch)",
+            ));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO settings (name, value) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(stored)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// `GET /settings`: the global UI settings (`{}` until saved), `ETag`.
+pub async fn get_settings(
+    State(st): State<AppState>,
+    _user: UserAuth,
+) -> Result<Response, ApiError> {
+    load_settings(&st, &settings_key(None)).await
+}
+
+/// `POST /settings`: replaces them; 201; 412 on an `If-Match` mismatch.
+pub async fn save_settings(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    headers: HeaderMap,
+    Json(v): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    store_settings(&st, &settings_key(None), &headers, v).await
+}
+
+/// `GET /settings/me`: the caller's own settings.
+pub async fn get_my_settings(
+    State(st): State<AppState>,
+    user: UserAuth,
+) -> Result<Response, ApiError> {
+    load_settings(&st, &settings_key(Some(&user))).await
+}
+
+/// `POST /settings/me`: replaces the caller's own settings; 201.
+pub async fn save_my_settings(
+    State(st): State<AppState>,
+    user: UserAuth,
+    headers: HeaderMap,
+    Json(v): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    store_settings(&st, &settings_key(Some(&user)), &headers, v).await
 }
 
 // ------------------------------------------------------------ personal access tokens
