@@ -1,12 +1,19 @@
-//! deployments (`/api/management/v1/deployments`): artifacts and
+//! deployments (`/api/management/v1/deployments`): artifacts, releases and
 //! deployments (`spec/mender-management-api.md` section 3), and the
 //! deployment logic behind the device API's `next` and status reports
 //! (section 6.3).
 //!
+//! Lists filter, sort and page in SQL and build their objects with a fixed
+//! number of queries per page (statistics and artifact IDs of a whole page
+//! at once). Releases are grouped from one query over the artifacts.
+//!
 //! Updraft differences: the 409 for a duplicate artifact carries no
-//! `metadata` member; `POST .../artifacts/generate`, direct upload, releases
-//! and the enterprise fields (`retries`, `phases`, `max_devices`,
-//! `update_control_map`) are not implemented (the fields are ignored).
+//! `metadata` member; name and description filters are case-insensitive
+//! substring matches; releases carry no tags or notes; `POST
+//! .../artifacts/generate`, direct upload, release editing and deletion,
+//! `DELETE .../deployments/devices/{id}/history` and the enterprise fields
+//! (`retries`, `phases`, `max_devices`, `update_control_map`) are not
+//! implemented (the fields are ignored).
 
 use std::collections::{BTreeMap, HashMap};
 

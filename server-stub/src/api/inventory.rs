@@ -8,6 +8,10 @@
 //! filters run in SQL, identity and inventory values are also indexed in
 //! `device_attributes`, one row per value (per element of an array value),
 //! kept in step by the writers of those columns.
+//!
+//! Updraft differences: filters on `system` attributes other than `group`
+//! and timestamp-typed matching are refused (400); without `sort` devices
+//! come in ID order; device tags (`scope` `tags`) are not implemented.
 
 use std::collections::BTreeMap;
 
@@ -769,9 +773,11 @@ pub async fn search(
                     .ok_or_else(|| ApiError::bad_request("$exists needs true or false"))?;
                 push_attribute_exists(&mut filter, scope, name, exists)?
             }
-            other => return Err(ApiError::bad_request(format!(
+            other => {
+                return Err(ApiError::bad_request(format!(
                 "invalid filter predicate type {other} (supported: $eq, $ne, $in, $nin, $exists)"
-            ))),
+            )))
+            }
         }
     }
     if !body.device_ids.is_empty() {
