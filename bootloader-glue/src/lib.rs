@@ -9,8 +9,11 @@
 //!
 //! ## Modules
 //!
-//! * [`storage`]: the [`EnvStorage`](storage::EnvStorage) trait (read,
-//!   write, erase, sync at byte offsets); [`MemStorage`](storage::MemStorage),
+//! * [`storage`]: the [`EnvStorage`](storage::EnvStorage) trait, the
+//!   core's `Storage` (read, write, erase, sync at byte offsets) plus the
+//!   device's size and whether a byte can be rewritten;
+//!   [`Shared`](storage::Shared) for two env copies on one device;
+//!   [`MemStorage`](storage::MemStorage),
 //!   an in-memory implementation that can cut power after any number of
 //!   written bytes (torn writes); and, with `std`,
 //!   `FileStorage` (write + fsync).

@@ -7,7 +7,7 @@
 //! # The rules of NOR flash, and how [`NorStorage`] keeps them
 //!
 //! * **Erase granularity.** Only whole `ERASE_SIZE` sectors can be erased
-//!   (to 0xff). [`EnvStorage::erase`] must cover whole sectors; anything
+//!   (to 0xff). [`Storage::erase`] must cover whole sectors; anything
 //!   else is [`NorError::NotAligned`], never a silently wider erase that
 //!   would destroy neighbouring data. A U-Boot env copy on NOR therefore
 //!   has to start on a sector boundary and span whole sectors (U-Boot's
@@ -35,13 +35,13 @@
 //! [`FlagScheme::Boolean`](crate::uboot::FlagScheme::Boolean), set with
 //! [`UbootEnv::with_flag_scheme`](crate::uboot::UbootEnv::with_flag_scheme).
 //! Both copies usually live on one chip: share one [`NorStorage`] through a
-//! `RefCell` (see [`EnvStorage`]'s implementation for `&RefCell<T>`).
+//! `RefCell` ([`Shared`](crate::storage::Shared)).
 
 use core::fmt;
 
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashError};
 
-use crate::storage::EnvStorage;
+use crate::storage::{EnvStorage, Storage};
 
 /// The largest `READ_SIZE` / `WRITE_SIZE` [`NorStorage`] supports (the
 /// size of its stack chunk).
@@ -201,7 +201,7 @@ fn align_up(x: u32, unit: usize) -> u32 {
     }
 }
 
-impl<F: NorFlash> EnvStorage for NorStorage<F> {
+impl<F: NorFlash> Storage for NorStorage<F> {
     type Error = NorError<F::Error>;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
@@ -249,7 +249,7 @@ impl<F: NorFlash> EnvStorage for NorStorage<F> {
             let to = align_up(end, unit).min(from + MAX_UNIT as u32);
             let n = (to - from) as usize;
             // Reading needs READ_SIZE alignment, which `read` handles.
-            EnvStorage::read(self, u64::from(from), &mut current[..n])?;
+            Storage::read(self, u64::from(from), &mut current[..n])?;
             let take = (to.min(end) - pos) as usize;
             let skip = (pos - from) as usize;
             let at = (pos - start) as usize;
@@ -299,7 +299,9 @@ impl<F: NorFlash> EnvStorage for NorStorage<F> {
     fn sync(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
+}
 
+impl<F: NorFlash> EnvStorage for NorStorage<F> {
     fn size(&mut self) -> Option<u64> {
         Some(self.flash.capacity() as u64)
     }

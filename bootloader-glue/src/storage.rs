@@ -1,44 +1,35 @@
-//! Where a bootloader environment lives: a small byte-addressed storage
-//! trait, an in-memory implementation that can cut power in the middle of a
-//! write, and (with the `std` feature) a file- or block-device-backed one.
+//! Where a bootloader environment lives: [`EnvStorage`], the core's
+//! [`Storage`] (read, write, erase, sync at byte offsets) plus what the
+//! env codecs need to know about the device; an in-memory implementation
+//! that can cut power in the middle of a write; and (with the `std`
+//! feature) a file- or block-device-backed one.
 //!
 //! The codecs in this crate only ever call [`EnvStorage`]; they never open
-//! files or touch hardware themselves.
+//! files or touch hardware themselves. Any [`Storage`] becomes an
+//! [`EnvStorage`] with an empty `impl` (the defaults suit files and block
+//! devices), so one storage type serves both the agent's state store and
+//! the bootloader env.
 
+use core::cell::RefCell;
 use core::fmt;
 
-/// Byte-addressed storage holding one or more environment copies.
+pub use updraft_core::storage::Storage;
+
+/// Byte-addressed storage holding one or more environment copies: a
+/// [`Storage`], plus its size and whether a written byte can be written
+/// again.
 ///
 /// Offsets are absolute positions in the device or file. One `EnvStorage`
 /// value stands for one device; two U-Boot copies on two devices (or on the
 /// same file opened twice, as libubootenv does) use two values.
 ///
-/// Contract the codecs rely on:
-/// * [`read`](EnvStorage::read) fills the whole buffer or fails;
-/// * [`erase`](EnvStorage::erase) is called once before a region is
+/// Contract the codecs rely on (that of [`Storage`]):
+/// * [`read`](Storage::read) fills the whole buffer or fails;
+/// * [`erase`](Storage::erase) is called once before a region is
 ///   rewritten (flash erases it; files and block devices do nothing);
-/// * [`write`](EnvStorage::write) stores all bytes or fails; a write is not
-///   durable until [`sync`](EnvStorage::sync) returns.
-pub trait EnvStorage {
-    /// The storage's own error.
-    type Error: fmt::Debug + fmt::Display;
-
-    /// Reads exactly `buf.len()` bytes starting at `offset`.
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
-
-    /// Writes all of `data` starting at `offset`.
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error>;
-
-    /// Prepares `len` bytes at `offset` for rewriting. The default does
-    /// nothing, which is right for files and block devices.
-    fn erase(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
-        let _ = (offset, len);
-        Ok(())
-    }
-
-    /// Makes every earlier write durable (fsync for files).
-    fn sync(&mut self) -> Result<(), Self::Error>;
-
+/// * [`write`](Storage::write) stores all bytes or fails; a write is not
+///   durable until [`sync`](Storage::sync) returns.
+pub trait EnvStorage: Storage {
     /// Total size in bytes, when the storage knows it. Used to resolve
     /// negative `fw_env.config` offsets (counted from the end).
     fn size(&mut self) -> Option<u64> {
@@ -60,24 +51,6 @@ pub trait EnvStorage {
 }
 
 impl<T: EnvStorage + ?Sized> EnvStorage for &mut T {
-    type Error = T::Error;
-
-    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
-        (**self).read(offset, buf)
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error> {
-        (**self).write(offset, data)
-    }
-
-    fn erase(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
-        (**self).erase(offset, len)
-    }
-
-    fn sync(&mut self) -> Result<(), Self::Error> {
-        (**self).sync()
-    }
-
     fn size(&mut self) -> Option<u64> {
         (**self).size()
     }
@@ -89,36 +62,49 @@ impl<T: EnvStorage + ?Sized> EnvStorage for &mut T {
 
 /// Several users of one device: both copies of a redundant U-Boot env on
 /// one NOR flash, for instance, each [`EnvLocation`](crate::uboot::EnvLocation)
-/// holding a `&RefCell` of the same storage.
+/// holding a `Shared` of the same `RefCell`.
 ///
 /// Each call borrows the cell for its own duration only; the codecs never
 /// call a storage from inside another storage call, so the borrow cannot
 /// clash unless the caller holds a borrow of its own across a codec call.
-impl<T: EnvStorage + ?Sized> EnvStorage for &core::cell::RefCell<T> {
+#[derive(Debug)]
+pub struct Shared<'a, T: ?Sized>(pub &'a RefCell<T>);
+
+impl<T: ?Sized> Clone for Shared<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Shared<'_, T> {}
+
+impl<T: Storage + ?Sized> Storage for Shared<'_, T> {
     type Error = T::Error;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.borrow_mut().read(offset, buf)
+        self.0.borrow_mut().read(offset, buf)
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error> {
-        self.borrow_mut().write(offset, data)
+        self.0.borrow_mut().write(offset, data)
     }
 
     fn erase(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
-        self.borrow_mut().erase(offset, len)
+        self.0.borrow_mut().erase(offset, len)
     }
 
     fn sync(&mut self) -> Result<(), Self::Error> {
-        self.borrow_mut().sync()
+        self.0.borrow_mut().sync()
     }
+}
 
+impl<T: EnvStorage + ?Sized> EnvStorage for Shared<'_, T> {
     fn size(&mut self) -> Option<u64> {
-        self.borrow_mut().size()
+        self.0.borrow_mut().size()
     }
 
     fn byte_rewritable(&self) -> bool {
-        self.borrow().byte_rewritable()
+        self.0.borrow().byte_rewritable()
     }
 }
 
@@ -161,7 +147,10 @@ impl core::error::Error for MemError {}
 /// can "reboot" and read back what survived, or call
 /// [`restore_power`](MemStorage::restore_power) to go on writing.
 ///
-/// Erase does nothing by default (block-device semantics); with
+/// It differs from the core's `MemStorage` (flash-like: erase always
+/// fills, it counts operations) where the codecs' tests need it to: erase
+/// does nothing by default (block-device semantics), and it counts the
+/// bytes written. With
 /// [`with_erase_value`](MemStorage::with_erase_value) it fills the range with
 /// that byte, like NOR flash (an erase is all-or-nothing: it happens only
 /// while the budget is not exhausted).
@@ -186,7 +175,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> MemStorage<B> {
         }
     }
 
-    /// Makes [`EnvStorage::erase`] fill erased ranges with `value`.
+    /// Makes [`Storage::erase`] fill erased ranges with `value`.
     pub fn with_erase_value(mut self, value: u8) -> Self {
         self.erase_value = Some(value);
         self
@@ -245,7 +234,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> MemStorage<B> {
     }
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> EnvStorage for MemStorage<B> {
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Storage for MemStorage<B> {
     type Error = MemError;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
@@ -299,7 +288,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> EnvStorage for MemStorage<B> {
             Err(MemError::PowerLost)
         }
     }
+}
 
+impl<B: AsRef<[u8]> + AsMut<[u8]>> EnvStorage for MemStorage<B> {
     fn size(&mut self) -> Option<u64> {
         u64::try_from(self.data.as_ref().len()).ok()
     }
@@ -310,14 +301,14 @@ pub use file::FileStorage;
 
 #[cfg(feature = "std")]
 mod file {
-    use super::EnvStorage;
+    use super::{EnvStorage, Storage};
     use std::fs::{File, OpenOptions};
     use std::io::{self, Read, Seek, SeekFrom, Write};
     use std::path::Path;
 
     /// A file or block device opened read-write (never created, never
     /// truncated), like libubootenv opens an env device. Writes go through
-    /// `write_all`; [`EnvStorage::sync`] is `fsync`.
+    /// `write_all`; [`Storage::sync`] is `fsync`.
     #[derive(Debug)]
     pub struct FileStorage {
         file: File,
@@ -348,7 +339,7 @@ mod file {
         }
     }
 
-    impl EnvStorage for FileStorage {
+    impl Storage for FileStorage {
         type Error = io::Error;
 
         fn read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -364,7 +355,9 @@ mod file {
         fn sync(&mut self) -> io::Result<()> {
             self.file.sync_all()
         }
+    }
 
+    impl EnvStorage for FileStorage {
         fn size(&mut self) -> Option<u64> {
             // Seeking to the end works for regular files and block devices.
             self.file.seek(SeekFrom::End(0)).ok()

@@ -13,7 +13,7 @@ use updraft_boot::mcuboot::{
     Area, ArmCheck, ControlError, Flag, MagicState, McubootControl, Mode, SwapType, TrailerError,
     TrailerLayout, VerifyError,
 };
-use updraft_boot::storage::{EnvStorage, MemError, MemStorage};
+use updraft_boot::storage::{EnvStorage, MemError, MemStorage, Storage};
 use updraft_core::boot::{BootControl, BootState, Slot, Trial};
 
 const SLOT: u64 = 0x20000;
@@ -259,7 +259,7 @@ impl FlashSim {
     }
 }
 
-impl EnvStorage for FlashSim {
+impl Storage for FlashSim {
     type Error = MemError;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), MemError> {
@@ -313,6 +313,8 @@ impl EnvStorage for FlashSim {
         }
     }
 }
+
+impl EnvStorage for FlashSim {}
 
 const SMALL: u64 = 0x800;
 

@@ -13,7 +13,7 @@ use updraft_boot::mcuboot::{
     verify, verify_slot, Area, Flag, HashAlg, Image, ImageError, KeyKind, MagicState, Mode,
     Outcome, SignatureCheck, SwapType, TlvKind, TrailerLayout, VerifyError, Version,
 };
-use updraft_boot::storage::{EnvStorage, FileStorage, MemStorage};
+use updraft_boot::storage::{FileStorage, MemStorage, Storage};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -19,6 +19,7 @@ use common::{run, run_ok, TempDir};
 use std::cell::RefCell;
 use std::path::Path;
 use updraft_boot::nor::{NorError, NorStorage, SimNor, SimNorError};
+use updraft_boot::storage::Shared;
 use updraft_boot::uboot::{
     Change, CopyId, EnvLocation, FlagScheme, UbootEnv, UpdateError, UpdateOutcome,
 };
@@ -77,14 +78,14 @@ struct Layout<F> {
 
 type Cell<F> = RefCell<NorStorage<F>>;
 
-fn env<'c, F: Sim>(cell: &'c Cell<F>, l: &Layout<F>) -> UbootEnv<&'c Cell<F>> {
+fn env<'c, F: Sim>(cell: &'c Cell<F>, l: &Layout<F>) -> UbootEnv<Shared<'c, NorStorage<F>>> {
     UbootEnv::redundant(
         EnvLocation {
-            storage: cell,
+            storage: Shared(cell),
             offset: 0,
         },
         EnvLocation {
-            storage: cell,
+            storage: Shared(cell),
             offset: l.second_at,
         },
         l.size,

@@ -239,23 +239,27 @@ impl Storage for Flash {
     }
 }
 
-impl EnvStorage for Flash {
+/// A block device on the power rail (the U-Boot env partition here):
+/// erase does nothing, as on a file or an eMMC partition.
+#[derive(Clone)]
+pub struct BlockDev(pub Flash);
+
+impl Storage for BlockDev {
     type Error = SimError;
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimError> {
-        self.do_read(offset, buf)
+        self.0.do_read(offset, buf)
     }
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SimError> {
-        self.do_write(offset, data)
-    }
-    fn erase(&mut self, _offset: u64, _len: u64) -> Result<(), SimError> {
-        // The U-Boot env lives on a block device here: nothing to erase.
-        Ok(())
+        self.0.do_write(offset, data)
     }
     fn sync(&mut self) -> Result<(), SimError> {
-        self.do_sync()
+        self.0.do_sync()
     }
+}
+
+impl EnvStorage for BlockDev {
     fn size(&mut self) -> Option<u64> {
-        Some(self.data.borrow().len() as u64)
+        Some(self.0.data.borrow().len() as u64)
     }
 }
 
@@ -483,14 +487,14 @@ impl Uboot {
         }
     }
 
-    fn env(&self) -> UbootEnv<Flash> {
+    fn env(&self) -> UbootEnv<BlockDev> {
         UbootEnv::redundant(
             EnvLocation {
-                storage: self.env1.clone(),
+                storage: BlockDev(self.env1.clone()),
                 offset: 0,
             },
             EnvLocation {
-                storage: self.env2.clone(),
+                storage: BlockDev(self.env2.clone()),
                 offset: 0,
             },
             UBOOT_ENV_SIZE,
@@ -499,7 +503,7 @@ impl Uboot {
 }
 
 impl Loader for Uboot {
-    type Ctl<'a> = UbootControl<'a, Flash>;
+    type Ctl<'a> = UbootControl<'a, BlockDev>;
     fn name(&self) -> &'static str {
         "U-Boot"
     }
@@ -509,7 +513,7 @@ impl Loader for Uboot {
             .map(|b| b.slot)
             .map_err(|e| e.to_string())
     }
-    fn control(&mut self) -> UbootControl<'_, Flash> {
+    fn control(&mut self) -> UbootControl<'_, BlockDev> {
         let env = self.env();
         UbootControl::new(env, &mut self.buf, PARTS)
     }

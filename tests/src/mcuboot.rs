@@ -74,7 +74,7 @@ use updraft_boot::mcuboot::trailer::{self, read_state};
 use updraft_boot::mcuboot::{
     verify, Area, ArmCheck, McubootControl, Mode, PublicKey, SwapType, TrailerLayout,
 };
-use updraft_boot::storage::EnvStorage;
+use updraft_boot::storage::{EnvStorage, Storage};
 use updraft_core::boot::Slot;
 
 use crate::{make_image, Disk, Flash, Health, Loader, Power, SimError, OLD, SLOT_SIZE};
@@ -294,7 +294,7 @@ impl McuFlash {
     }
 }
 
-impl EnvStorage for McuFlash {
+impl Storage for McuFlash {
     type Error = SimError;
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), SimError> {
         let (mut f, at) = self.at(offset, buf.len() as u64)?;
@@ -314,6 +314,9 @@ impl EnvStorage for McuFlash {
     fn sync(&mut self) -> Result<(), SimError> {
         self.primary.do_sync()
     }
+}
+
+impl EnvStorage for McuFlash {
     fn size(&mut self) -> Option<u64> {
         Some(2 * SLOT)
     }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use updraft_boot::mcuboot::trailer::set_pending;
 use updraft_boot::mcuboot::SwapType;
-use updraft_boot::storage::EnvStorage;
+use updraft_boot::storage::Storage;
 use updraft_e2e::mcuboot::{layout, HEADER_SIZE, SECONDARY};
 use updraft_e2e::{inspect, make_image, Cut, Health, Loader, Mcuboot, Power, NEW, OLD, SLOT_SIZE};
 
