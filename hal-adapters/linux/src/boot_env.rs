@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use updraft_boot::grub::BLOCK_SIZE;
 use updraft_boot::mender_grub::{FileId, FileKind, FsDir, Half, MenderGrubenv};
-use updraft_boot::storage::{EnvStorage, FileStorage};
+use updraft_boot::storage::{EnvStorage, FileStorage, Storage};
 use updraft_boot::uboot::config::{DeviceKind, EnvDevice, FwEnvConfig};
 use updraft_boot::uboot::{EnvLocation, FlagScheme, UbootEnv};
 use updraft_boot::Change;
@@ -260,7 +260,7 @@ pub enum Device {
     Mtd(mtd::MtdStorage),
 }
 
-impl EnvStorage for Device {
+impl Storage for Device {
     type Error = io::Error;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -290,7 +290,9 @@ impl EnvStorage for Device {
             Device::Mtd(m) => m.sync(),
         }
     }
+}
 
+impl EnvStorage for Device {
     fn size(&mut self) -> Option<u64> {
         match self {
             Device::File(f) => f.size(),

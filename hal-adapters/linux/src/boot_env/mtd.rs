@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use updraft_boot::storage::EnvStorage;
+use updraft_boot::storage::{EnvStorage, Storage};
 use updraft_boot::uboot::FlagScheme;
 use updraft_mtd_ioctl as ioctl;
 
@@ -194,7 +194,7 @@ impl MtdStorage {
     }
 }
 
-impl EnvStorage for MtdStorage {
+impl Storage for MtdStorage {
     type Error = io::Error;
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -251,7 +251,9 @@ impl EnvStorage for MtdStorage {
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
 
+impl EnvStorage for MtdStorage {
     fn size(&mut self) -> Option<u64> {
         Some(self.info.size)
     }
