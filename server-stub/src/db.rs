@@ -150,7 +150,12 @@ pub async fn open(url: &str) -> Result<Pool, sqlx::Error> {
 }
 
 /// Columns added after the first release: (table, column, declaration).
-const COLUMNS: &[(&str, &str, &str)] = &[("user_tokens", "last_used", "BIGINT")];
+const COLUMNS: &[(&str, &str, &str)] = &[
+    ("user_tokens", "last_used", "BIGINT"),
+    // JSON array of {name, value, description?, timestamp}, and its ETag.
+    ("devices", "tags", "TEXT"),
+    ("devices", "tags_etag", "TEXT"),
+];
 
 /// Add a column unless it is there (another server process may add it at
 /// the same moment: then the second `ALTER` fails and the column exists).
@@ -397,6 +402,72 @@ impl RowExt for AnyRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn older_databases_get_the_new_columns() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = sqlite_url(dir.path());
+        {
+            sqlx::any::install_default_drivers();
+            let pool = AnyPoolOptions::new()
+                .connect(&format!("{url}?mode=rwc"))
+                .await?;
+            // The first release's tables, with a token and a device in them.
+            for stmt in [
+                "CREATE TABLE user_tokens (jti TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+                    name TEXT, created_ts BIGINT NOT NULL, exp BIGINT)",
+                "CREATE TABLE devices (id TEXT PRIMARY KEY, identity TEXT NOT NULL UNIQUE,
+                    status TEXT NOT NULL, decommissioning BIGINT NOT NULL DEFAULT 0,
+                    created_ts BIGINT NOT NULL, updated_ts BIGINT NOT NULL, check_in_ts BIGINT,
+                    inventory TEXT NOT NULL DEFAULT '[]', inventory_ts BIGINT, group_name TEXT)",
+            ] {
+                sqlx::query(stmt).execute(&pool).await?;
+            }
+            sqlx::query("INSERT INTO user_tokens (jti, user_id, created_ts) VALUES ('j', 'u', 1)")
+                .execute(&pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO devices (id, identity, status, created_ts, updated_ts)
+                 VALUES ('d', '{}', 'pending', 1, 1)",
+            )
+            .execute(&pool)
+            .await?;
+            pool.close().await;
+        }
+        for _ in 0..2 {
+            let pool = open(&url).await?;
+            let r = sqlx::query("SELECT jti, last_used FROM user_tokens")
+                .fetch_one(&pool)
+                .await?;
+            assert_eq!(r.text("jti")?, "j");
+            assert_eq!(r.opt_int("last_used")?, None);
+            let r = sqlx::query("SELECT tags, tags_etag FROM devices")
+                .fetch_one(&pool)
+                .await?;
+            assert_eq!(r.opt_text("tags")?, None);
+            pool.close().await;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn sql_pieces_renumber_their_placeholders() {
+        let mut a = Sql::new("SELECT 1 WHERE x = ");
+        let p = a.arg(1);
+        a.push(&p);
+        let mut b = Sql::new(" AND y = $1 AND z IN (");
+        b.arg("y");
+        b.push("$2, $3)");
+        b.arg(2);
+        b.arg(3);
+        a.extend(&b);
+        assert_eq!(
+            a.text(),
+            "SELECT 1 WHERE x = $1 AND y = $2 AND z IN ($3, $4)"
+        );
+        assert_eq!(a.args.len(), 4);
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
 
     #[test]
     fn times_format_as_rfc3339() {

@@ -2609,3 +2609,158 @@ async fn artifact_list_paged_and_edited(db: Db) {
         .json();
     assert_eq!(a["description"], "the A one");
 }
+
+on_both!(device_tags_with_etags);
+async fn device_tags_with_etags(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let a = SimDevice::ed25519("02:00:00:00:0d:01");
+    let b = SimDevice::ed25519("02:00:00:00:0d:02");
+    let (a_id, _) = admit(&app, &admin, &a).await;
+    let (b_id, _) = admit(&app, &admin, &b).await;
+    let tags = |method: &'static str, id: String, body: Value, tag: Option<String>| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(format!("{INVENTORY}/devices/{id}/tags"))
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "application/json");
+            if let Some(t) = tag {
+                req = req.header("if-match", t);
+            }
+            app.call(req.body(axum::body::Body::from(body.to_string())).unwrap())
+                .await
+        }
+    };
+    let show = |id: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.req(
+                "GET",
+                &format!("{INVENTORY}/devices/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await
+        }
+    };
+    assert!(show(a_id.clone()).await.headers.get("etag").is_none());
+    let r = tags(
+        "PUT",
+        a_id.clone(),
+        json!([{"name": "env", "value": "test", "description": "where"}, {"name": "owner", "value": "qa"}]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = show(a_id.clone()).await;
+    let etag = r.headers["etag"].to_str().unwrap().to_owned();
+    let d = r.json();
+    assert_eq!(attr(&d, "tags", "env"), Some(&json!("test")));
+    assert_eq!(attr(&d, "tags", "owner"), Some(&json!("qa")));
+    let env = d["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["scope"] == "tags" && x["name"] == "env")
+        .unwrap()
+        .clone();
+    assert_eq!(env["description"], "where");
+    assert!(env["timestamp"].is_string());
+
+    // A stale ETag or a bad body: refused, nothing changed.
+    tags(
+        "PATCH",
+        a_id.clone(),
+        json!([{"name": "env", "value": "prod"}]),
+        Some("stale".into()),
+    )
+    .await
+    .assert_error(412);
+    tags(
+        "PUT",
+        a_id.clone(),
+        json!([{"name": "", "value": "x"}]),
+        None,
+    )
+    .await
+    .assert_error(400);
+    tags(
+        "PUT",
+        a_id.clone(),
+        json!([{"name": "n", "value": 5}]),
+        None,
+    )
+    .await
+    .assert_error(400);
+    tags(
+        "PUT",
+        "nope".into(),
+        json!([{"name": "n", "value": "v"}]),
+        None,
+    )
+    .await
+    .assert_error(404);
+    let r = show(a_id.clone()).await;
+    assert_eq!(r.json(), d);
+    assert_eq!(r.headers["etag"].to_str().unwrap(), etag);
+
+    // PATCH upserts (with the right ETag); PUT replaces.
+    let r = tags(
+        "PATCH",
+        a_id.clone(),
+        json!([{"name": "env", "value": "prod"}]),
+        Some(etag.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = show(a_id.clone()).await;
+    assert_ne!(r.headers["etag"].to_str().unwrap(), etag);
+    let d = r.json();
+    assert_eq!(attr(&d, "tags", "env"), Some(&json!("prod")));
+    assert_eq!(attr(&d, "tags", "owner"), Some(&json!("qa")));
+    let r = tags(
+        "PUT",
+        b_id.clone(),
+        json!([{"name": "env", "value": "test"}]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // Tags filter like any attribute.
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices?tags/env=prod"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&r), [a_id.as_str()]);
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices?tags/env=test"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&r), [b_id.as_str()]);
+    let r = tags("PUT", a_id.clone(), json!([]), None).await;
+    assert_eq!(r.status, 200);
+    let d = show(a_id.clone()).await.json();
+    assert!(attr(&d, "tags", "env").is_none());
+    let r = app
+        .req(
+            "GET",
+            &format!("{INVENTORY}/devices?tags/env=prod"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(ids_of(&r).is_empty());
+}

@@ -4,20 +4,21 @@
 //!
 //! A device's attributes are built from its `devices` row: `identity`
 //! (its identity data and `status`), `inventory` (what it uploaded),
-//! `system` (`group`, `created_ts`, `updated_ts`, `check_in_time`). So that
-//! filters run in SQL, identity and inventory values are also indexed in
+//! `system` (`group`, `created_ts`, `updated_ts`, `check_in_time`), `tags`
+//! (set by users, with an ETag). So that
+//! filters run in SQL, identity, inventory and tag values are also indexed in
 //! `device_attributes`, one row per value (per element of an array value),
 //! kept in step by the writers of those columns.
 //!
 //! Updraft differences: filters on `system` attributes other than `group`
 //! and timestamp-typed matching are refused (400); without `sort` devices
-//! come in ID order; device tags (`scope` `tags`) are not implemented.
+//! come in ID order; tags are capped at 100 a device.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json as AxumJson;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -124,7 +125,7 @@ pub async fn backfill(pool: &db::Pool) -> Result<(), sqlx::Error> {
 
 // ------------------------------------------------------------ endpoints
 
-const SCOPES: &[&str] = &["identity", "inventory", "system"];
+const SCOPES: &[&str] = &["identity", "inventory", "system", "tags"];
 const GROUP_CHARS: &str =
     "Group name can only contain: upper/lowercase alphanum, -(dash), _(underscore)";
 
@@ -153,6 +154,11 @@ pub(crate) fn device_json(r: &AnyRow) -> Result<Value, ApiError> {
     }
     for (k, v) in parse_map(&r.text("inventory")?) {
         attrs.push(attribute(&k, v, "inventory"));
+    }
+    if let Some(tags) = r.opt_text("tags")? {
+        if let Ok(Value::Array(tags)) = serde_json::from_str::<Value>(&tags) {
+            attrs.extend(tags);
+        }
     }
     if let Some(g) = r.opt_text("group_name")? {
         attrs.push(attribute("group", json!(g), "system"));
@@ -189,7 +195,7 @@ fn scoped(key: &str) -> Result<(&str, &str), ApiError> {
     };
     if !SCOPES.contains(&scope) {
         return Err(ApiError::bad_request(format!(
-            "unknown attribute scope {scope} (identity, inventory or system)"
+            "unknown attribute scope {scope} (identity, inventory, system or tags)"
         )));
     }
     if name.is_empty() {
@@ -413,13 +419,134 @@ async fn device_row(st: &AppState, id: &str) -> Result<AnyRow, ApiError> {
         .ok_or_else(|| ApiError::not_found("Device not found"))
 }
 
-/// `GET /devices/{id}`.
+/// `GET /devices/{id}`, with the `ETag` of its tags once it has any.
 pub async fn get_device(
     State(st): State<AppState>,
     _user: UserAuth,
     Path(id): Path<String>,
-) -> Result<AxumJson<Value>, ApiError> {
-    Ok(AxumJson(device_json(&device_row(&st, &id).await?)?))
+) -> Result<Response, ApiError> {
+    let row = device_row(&st, &id).await?;
+    let mut resp = AxumJson(device_json(&row)?).into_response();
+    if let Some(etag) = row
+        .opt_text("tags_etag")?
+        .and_then(|e| HeaderValue::from_str(&e).ok())
+    {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(resp)
+}
+
+/// One tag in a `PUT`/`PATCH` of a device's tags.
+#[derive(Deserialize)]
+pub struct Tag {
+    name: String,
+    value: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Most tags one device may carry.
+const MAX_TAGS: usize = 100;
+
+async fn write_tags(
+    st: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    new: Vec<Tag>,
+    replace: bool,
+) -> Result<StatusCode, ApiError> {
+    for t in &new {
+        if t.name.is_empty() || t.name.len() > 1024 {
+            return Err(ApiError::bad_request(
+                "tag name must be 1 to 1024 characters",
+            ));
+        }
+        if t.value.len() > 4096 || t.description.as_ref().is_some_and(|d| d.len() > 4096) {
+            return Err(ApiError::bad_request(format!(
+                "tag {}: value and description must be at most 4096 characters",
+                t.name
+            )));
+        }
+    }
+    let if_match = headers.get(header::IF_MATCH).map(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches('"')
+            .to_owned()
+    });
+    let mut tx = st.db.begin().await?;
+    let row = sqlx::query("SELECT tags, tags_etag FROM devices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Device not found"))?;
+    if let Some(want) = if_match {
+        if row.opt_text("tags_etag")?.as_deref() != Some(want.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "ETag does not match",
+            ));
+        }
+    }
+    let mut tags: Vec<Value> = if replace {
+        Vec::new()
+    } else {
+        row.opt_text("tags")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    let now = db::rfc3339(db::now_us());
+    for t in new {
+        tags.retain(|old| old["name"] != t.name.as_str());
+        let mut v = json!({"name": t.name, "value": t.value, "scope": "tags", "timestamp": now});
+        if let Some(d) = t.description {
+            v["description"] = json!(d);
+        }
+        tags.push(v);
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "a device may carry at most {MAX_TAGS} tags"
+        )));
+    }
+    let index: BTreeMap<String, Value> = tags
+        .iter()
+        .filter_map(|t| Some((t["name"].as_str()?.to_owned(), t["value"].clone())))
+        .collect();
+    sqlx::query("UPDATE devices SET tags = $1, tags_etag = $2, inventory_ts = $3 WHERE id = $4")
+        .bind(Value::Array(tags).to_string())
+        .bind(db::new_id())
+        .bind(db::now_us())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    index_scope(&mut tx, id, "tags", &index).await?;
+    tx.commit().await?;
+    Ok(StatusCode::OK)
+}
+
+/// `PUT /devices/{id}/tags` `[{"name", "value", "description"?}]`:
+/// replaces the device's tags; 200; 412 when `If-Match` is not their ETag.
+pub async fn put_tags(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(tags): Json<Vec<Tag>>,
+) -> Result<StatusCode, ApiError> {
+    write_tags(&st, &id, &headers, tags, true).await
+}
+
+/// `PATCH /devices/{id}/tags`: adds or updates the named tags; 200.
+pub async fn patch_tags(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(tags): Json<Vec<Tag>>,
+) -> Result<StatusCode, ApiError> {
+    write_tags(&st, &id, &headers, tags, false).await
 }
 
 /// `DELETE /devices/{id}`: forgets what the device uploaded (its

@@ -135,6 +135,10 @@ pub fn router(state: AppState) -> Router {
             get(inventory::get_device).delete(inventory::clear_device),
         )
         .route(
+            &format!("{INV}/devices/{{id}}/tags"),
+            put(inventory::put_tags).patch(inventory::patch_tags),
+        )
+        .route(
             &format!("{INV}/devices/{{id}}/group"),
             get(inventory::get_group).put(inventory::set_group),
         )
