@@ -1057,6 +1057,24 @@ async fn device_lists_filter_and_page(db: Db) {
     )
     .await
     .assert_error(400);
+    let many: Vec<String> = (0..1001).map(|i| format!("id-{i}")).collect();
+    app.req(
+        "POST",
+        &format!("{DEVAUTH}/devices/search"),
+        Some(&admin),
+        Some(&json!({ "id": many })),
+    )
+    .await
+    .assert_error(400);
+    let r = app
+        .req(
+            "POST",
+            &format!("{DEVAUTH}/devices/search"),
+            Some(&admin),
+            Some(&json!({ "id": many[..1000] })),
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
 
     // Revoking one device token: the device re-authenticates.
     let acc_set = device(&app, &admin, &acc_id).await["auth_sets"][0]["id"]

@@ -145,6 +145,8 @@ async fn device_page(
 ) -> Result<Response, ApiError> {
     let paging = Paging::from_query(q)?;
     check_statuses(statuses)?;
+    super::check_filter_len(statuses.len(), "status")?;
+    super::check_filter_len(ids.len(), "id")?;
     let mut sql = Sql::new("SELECT * FROM devices WHERE 1 = 1");
     if !statuses.is_empty() {
         sql.push(" AND").push_in("status", statuses.iter().copied());

@@ -877,6 +877,13 @@ pub async fn search(
         return Err(ApiError::bad_request("Param per_page is out of bounds"));
     }
     let paging = Paging { page, per_page };
+    super::check_filter_len(body.filters.len(), "filters")?;
+    super::check_filter_len(body.device_ids.len(), "device_ids")?;
+    for f in &body.filters {
+        if let Value::Array(v) = &f.value {
+            super::check_filter_len(v.len(), "filter value")?;
+        }
+    }
     let mut filter = Sql::new(" WHERE 1 = 1");
     for p in &body.filters {
         if !SCOPES.contains(&p.scope.as_str()) || p.attribute.is_empty() {

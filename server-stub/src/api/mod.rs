@@ -505,6 +505,20 @@ pub fn paged<T: serde::Serialize>(
     resp
 }
 
+/// Most values one filter may list (IDs, statuses, ...): bounds the size
+/// of the statement built from them.
+pub const MAX_FILTER_VALUES: usize = 1000;
+
+/// 400 when a filter lists more than [`MAX_FILTER_VALUES`] values.
+pub fn check_filter_len(n: usize, what: &str) -> Result<(), ApiError> {
+    if n > MAX_FILTER_VALUES {
+        return Err(ApiError::bad_request(format!(
+            "{what}: at most {MAX_FILTER_VALUES} values"
+        )));
+    }
+    Ok(())
+}
+
 /// The values of a repeatable query key, in order.
 pub fn query_values<'a>(q: &'a [(String, String)], key: &str) -> Vec<&'a str> {
     q.iter()

@@ -277,6 +277,8 @@ pub async fn list_users(
             .collect()
     };
     let ids = values("id");
+    super::check_filter_len(ids.len(), "id")?;
+    super::check_filter_len(values("email").len(), "email")?;
     if !ids.is_empty() {
         sql.push(" AND").push_in("id", ids);
     }
