@@ -79,19 +79,7 @@ const SCHEMA: &[&str] = &[
         device_id TEXT NOT NULL,
         PRIMARY KEY (deployment_id, device_id))",
     "CREATE INDEX IF NOT EXISTS deployment_targets_device ON deployment_targets (device_id)",
-    "CREATE TABLE IF NOT EXISTS device_deployments (
-        id TEXT PRIMARY KEY,
-        deployment_id TEXT NOT NULL,
-        device_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        substate TEXT,
-        artifact_id TEXT,
-        created_ts BIGINT NOT NULL,
-        started_ts BIGINT,
-        finished_ts BIGINT,
-        log TEXT,
-        UNIQUE (deployment_id, device_id))",
-    "CREATE INDEX IF NOT EXISTS device_deployments_device ON device_deployments (device_id)",
+    // (`device_deployments` comes after the list: see `DEVICE_DEPLOYMENTS`.)
     // Identity and inventory attribute values, one row per value, for
     // filters (see `api::inventory`).
     "CREATE TABLE IF NOT EXISTS device_attributes (
@@ -106,6 +94,60 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS devices_group ON devices (group_name)",
     "CREATE INDEX IF NOT EXISTS devices_status ON devices (status, id)",
 ];
+
+/// One device's part in one deployment. `deleted_ts` is set when the
+/// device's history is reset: such rows are kept for the record, and the
+/// device may take the same deployment again (one live row per pair).
+const DEVICE_DEPLOYMENTS: &str = "CREATE TABLE IF NOT EXISTS {name} (
+        id TEXT PRIMARY KEY,
+        deployment_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        substate TEXT,
+        artifact_id TEXT,
+        created_ts BIGINT NOT NULL,
+        started_ts BIGINT,
+        finished_ts BIGINT,
+        log TEXT,
+        deleted_ts BIGINT)";
+
+const DEVICE_DEPLOYMENTS_COLUMNS: &str = "id, deployment_id, device_id, status, substate, \
+    artifact_id, created_ts, started_ts, finished_ts, log";
+
+/// `device_deployments`, created, or rebuilt from the first release's form
+/// (which had `UNIQUE (deployment_id, device_id)` and no `deleted_ts`),
+/// with its indexes.
+async fn device_deployments(pool: &Pool) -> Result<(), sqlx::Error> {
+    sqlx::query(&DEVICE_DEPLOYMENTS.replace("{name}", "device_deployments"))
+        .execute(pool)
+        .await?;
+    let probe = "SELECT deleted_ts FROM device_deployments LIMIT 1";
+    if sqlx::query(probe).fetch_optional(pool).await.is_err() {
+        let mut tx = pool.begin().await?;
+        for stmt in [
+            DEVICE_DEPLOYMENTS.replace("{name}", "device_deployments_new"),
+            format!(
+                "INSERT INTO device_deployments_new ({DEVICE_DEPLOYMENTS_COLUMNS})
+                 SELECT {DEVICE_DEPLOYMENTS_COLUMNS} FROM device_deployments"
+            ),
+            "DROP TABLE device_deployments".to_owned(),
+            "ALTER TABLE device_deployments_new RENAME TO device_deployments".to_owned(),
+        ] {
+            sqlx::query(&stmt).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    for stmt in [
+        "CREATE UNIQUE INDEX IF NOT EXISTS device_deployments_live
+            ON device_deployments (deployment_id, device_id) WHERE deleted_ts IS NULL",
+        "CREATE INDEX IF NOT EXISTS device_deployments_device ON device_deployments (device_id)",
+        "CREATE INDEX IF NOT EXISTS device_deployments_deployment
+            ON device_deployments (deployment_id, status)",
+    ] {
+        sqlx::query(stmt).execute(pool).await?;
+    }
+    Ok(())
+}
 
 /// Open (creating if needed) the database at `url` and bring its schema up
 /// to date. A `sqlite:` URL's file is created when missing.
@@ -143,6 +185,7 @@ pub async fn open(url: &str) -> Result<Pool, sqlx::Error> {
     for stmt in SCHEMA {
         sqlx::query(stmt).execute(&pool).await?;
     }
+    device_deployments(&pool).await?;
     for (table, column, decl) in COLUMNS {
         add_column(&pool, table, column, decl).await?;
     }
@@ -416,6 +459,13 @@ mod tests {
             for stmt in [
                 "CREATE TABLE user_tokens (jti TEXT PRIMARY KEY, user_id TEXT NOT NULL,
                     name TEXT, created_ts BIGINT NOT NULL, exp BIGINT)",
+                "CREATE TABLE device_deployments (id TEXT PRIMARY KEY,
+                    deployment_id TEXT NOT NULL, device_id TEXT NOT NULL, status TEXT NOT NULL,
+                    substate TEXT, artifact_id TEXT, created_ts BIGINT NOT NULL,
+                    started_ts BIGINT, finished_ts BIGINT, log TEXT,
+                    UNIQUE (deployment_id, device_id))",
+                "INSERT INTO device_deployments (id, deployment_id, device_id, status, created_ts,
+                    finished_ts) VALUES ('dd', 'dep', 'd', 'success', 1, 2)",
                 "CREATE TABLE devices (id TEXT PRIMARY KEY, identity TEXT NOT NULL UNIQUE,
                     status TEXT NOT NULL, decommissioning BIGINT NOT NULL DEFAULT 0,
                     created_ts BIGINT NOT NULL, updated_ts BIGINT NOT NULL, check_in_ts BIGINT,
@@ -445,6 +495,25 @@ mod tests {
                 .fetch_one(&pool)
                 .await?;
             assert_eq!(r.opt_text("tags")?, None);
+            let r = sqlx::query("SELECT status, deleted_ts FROM device_deployments")
+                .fetch_one(&pool)
+                .await?;
+            assert_eq!(r.text("status")?, "success");
+            assert_eq!(r.opt_int("deleted_ts")?, None);
+            // One live row per (deployment, device); deleted ones besides.
+            let add = "INSERT INTO device_deployments (id, deployment_id, device_id, status,
+                created_ts) VALUES ($1, 'dep', 'd', 'pending', 3)";
+            assert!(sqlx::query(add).bind("x").execute(&pool).await.is_err());
+            sqlx::query("UPDATE device_deployments SET deleted_ts = 5")
+                .execute(&pool)
+                .await?;
+            sqlx::query(add).bind("y").execute(&pool).await?;
+            sqlx::query("DELETE FROM device_deployments WHERE id = 'y'")
+                .execute(&pool)
+                .await?;
+            sqlx::query("UPDATE device_deployments SET deleted_ts = NULL")
+                .execute(&pool)
+                .await?;
             pool.close().await;
         }
         Ok(())

@@ -2782,3 +2782,195 @@ async fn device_tags_with_etags(db: Db) {
         .await;
     assert!(ids_of(&r).is_empty());
 }
+
+on_both!(first_release_databases_are_upgraded);
+async fn first_release_databases_are_upgraded(db: Db) {
+    use updraft_server::db::RowExt;
+    let data = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}/updraft.db?mode=rwc", data.path().display()),
+        Db::Postgres => match common::postgres_base() {
+            Some(base) => common::fresh_postgres_db(&base).await,
+            None => {
+                eprintln!("SKIPPED on {db:?}: set UPDRAFT_TEST_POSTGRES_URL to run it");
+                return;
+            }
+        },
+    };
+    {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        for stmt in [
+            "CREATE TABLE user_tokens (jti TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+                name TEXT, created_ts BIGINT NOT NULL, exp BIGINT)",
+            "CREATE TABLE devices (id TEXT PRIMARY KEY, identity TEXT NOT NULL UNIQUE,
+                status TEXT NOT NULL, decommissioning BIGINT NOT NULL DEFAULT 0,
+                created_ts BIGINT NOT NULL, updated_ts BIGINT NOT NULL, check_in_ts BIGINT,
+                inventory TEXT NOT NULL DEFAULT '[]', inventory_ts BIGINT, group_name TEXT)",
+            "CREATE TABLE device_deployments (id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL, device_id TEXT NOT NULL, status TEXT NOT NULL,
+                substate TEXT, artifact_id TEXT, created_ts BIGINT NOT NULL,
+                started_ts BIGINT, finished_ts BIGINT, log TEXT,
+                UNIQUE (deployment_id, device_id))",
+            "CREATE INDEX device_deployments_device ON device_deployments (device_id)",
+            "INSERT INTO devices (id, identity, status, created_ts, updated_ts, inventory)
+                VALUES ('dev-1', '{\"mac\":\"m1\"}', 'accepted', 1, 1, '{\"artifact_name\":\"r1\"}')",
+            "INSERT INTO device_deployments (id, deployment_id, device_id, status, created_ts,
+                finished_ts) VALUES ('dd-1', 'dep-1', 'dev-1', 'success', 1, 2)",
+        ] {
+            sqlx::query(stmt).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    for _ in 0..2 {
+        let u = url.clone();
+        let app = App::open(tempfile::tempdir().unwrap(), |c| c.database_url = Some(u)).await;
+        let admin = app.login().await;
+        let r = app
+            .req(
+                "GET",
+                &format!("{INVENTORY}/devices?artifact_name=r1"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(ids_of(&r), ["dev-1"]);
+        let r = app
+            .req(
+                "GET",
+                &format!("{DEPL}/deployments/devices/dev-1"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.headers["x-total-count"], "1", "{}", r.text());
+        let row = sqlx::query("SELECT status, deleted_ts FROM device_deployments")
+            .fetch_one(&app.server.state().db)
+            .await
+            .unwrap();
+        assert_eq!(row.text("status").unwrap(), "success");
+        assert_eq!(row.opt_int("deleted_ts").unwrap(), None);
+        let App { server, .. } = app;
+        server.state().db.close().await;
+    }
+}
+
+on_both!(history_reset_lets_a_device_run_a_deployment_again);
+async fn history_reset_lets_a_device_run_a_deployment_again(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    upload(&app, &admin, work.path(), "rel-9", "board").await;
+    let a = SimDevice::ed25519("02:00:00:00:0e:01");
+    let b = SimDevice::ed25519("02:00:00:00:0e:02");
+    let (a_id, a_token) = admit(&app, &admin, &a).await;
+    let (b_id, _) = admit(&app, &admin, &b).await;
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "again", "artifact_name": "rel-9", "devices": [a_id, b_id]}),
+    )
+    .await;
+    let dep = location_id(&r);
+    let next = || {
+        let app = &app;
+        let t = a_token.clone();
+        async move {
+            app.req("POST", NEXT_V2, Some(&t), Some(&provides("rel-0", "board")))
+                .await
+        }
+    };
+    let report = |s: &'static str| {
+        let app = &app;
+        let t = a_token.clone();
+        let dep = dep.clone();
+        async move {
+            app.req(
+                "PUT",
+                &format!("/api/devices/v1/deployments/device/deployments/{dep}/status"),
+                Some(&t),
+                Some(&json!({"status": s})),
+            )
+            .await
+        }
+    };
+    assert_eq!(next().await.json()["id"], dep.as_str());
+    assert_eq!(report("success").await.status, 204);
+    assert_eq!(next().await.status, 204);
+
+    // Reset: the finished row stays, marked deleted; the device takes the
+    // (still running) deployment again.
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEPL}/deployments/devices/{a_id}/history"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let h = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/devices/{a_id}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 1);
+    assert!(h[0]["device"]["deleted"].is_string());
+    assert_eq!(next().await.json()["id"], dep.as_str());
+    let d = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{dep}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(d["status"], "inprogress");
+    assert_eq!(d["statistics"]["status"]["pending"], 1);
+    assert_eq!(d["statistics"]["status"]["success"], 1);
+    assert_eq!(report("installing").await.status, 204);
+    assert_eq!(report("success").await.status, 204);
+    // Device B has not finished, so the deployment has not either.
+    let d = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{dep}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(d["status"], "inprogress", "{d}");
+    let h = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/devices/{a_id}"),
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert!(h[0]["device"].get("deleted").is_none());
+    assert_eq!(h[0]["device"]["status"], "success");
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/deployments/{dep}/devices/list"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.headers["x-total-count"], "2");
+    assert_eq!(next().await.status, 204);
+}

@@ -10,8 +10,8 @@
 //! Updraft differences: the 409 for a duplicate artifact carries no
 //! `metadata` member; name and description filters are case-insensitive
 //! substring matches; releases carry no tags or notes; `POST
-//! .../artifacts/generate`, direct upload, release editing and deletion,
-//! `DELETE .../deployments/devices/{id}/history` and the enterprise fields
+//! .../artifacts/generate`, direct upload, release editing and deletion
+//! and the enterprise fields
 //! (`retries`, `phases`, `max_devices`, `update_control_map`) are not
 //! implemented (the fields are ignored).
 
@@ -848,6 +848,9 @@ fn device_item(r: &AnyRow, created: &str) -> Result<Value, ApiError> {
     if let Some(s) = r.opt_text("substate")? {
         v["substate"] = json!(s);
     }
+    if let Some(t) = r.opt_int("deleted_ts")? {
+        v["deleted"] = json!(db::rfc3339(t));
+    }
     if let Some(aid) = r.opt_text("a_id")? {
         let mut img = r.json("info")?;
         img["id"] = json!(aid);
@@ -895,7 +898,7 @@ pub async fn deployment_devices(
     let d = deployment_row(&st, &id).await?;
     let created = db::rfc3339(d.int("created_ts")?);
     let rows = sqlx::query(&format!(
-        "{DEVICE_ITEM_SQL} WHERE dd.deployment_id = $1 ORDER BY dd.device_id"
+        "{DEVICE_ITEM_SQL} WHERE dd.deployment_id = $1 ORDER BY dd.device_id, dd.created_ts"
     ))
     .bind(&id)
     .fetch_all(&st.db)
@@ -932,7 +935,7 @@ pub async fn deployment_devices_list(
     sql.extend(&filter);
     let (limit, offset) = (sql.arg(paging.per_page), sql.arg(paging.offset()));
     sql.push(&format!(
-        " ORDER BY dd.device_id LIMIT {limit} OFFSET {offset}"
+        " ORDER BY dd.device_id, dd.created_ts LIMIT {limit} OFFSET {offset}"
     ));
     let items: Vec<Value> = sql
         .query()
@@ -1035,7 +1038,8 @@ pub async fn device_log(
 ) -> Result<Response, ApiError> {
     uuid_param(&id)?;
     let row = sqlx::query(
-        "SELECT log FROM device_deployments WHERE deployment_id = $1 AND device_id = $2",
+        "SELECT log FROM device_deployments WHERE deployment_id = $1 AND device_id = $2
+         ORDER BY CASE WHEN deleted_ts IS NULL THEN 0 ELSE 1 END, created_ts DESC LIMIT 1",
     )
     .bind(&id)
     .bind(&devid)
@@ -1198,6 +1202,25 @@ pub async fn abort_device(
         maybe_finish(&mut tx, d).await?;
     }
     tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /deployments/devices/{device_id}/history`: marks the device's
+/// finished device deployments deleted (they stay listed, with `deleted`),
+/// so it may take those deployments again while they run; 204.
+pub async fn delete_device_history(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    sqlx::query(
+        "UPDATE device_deployments SET deleted_ts = $1
+         WHERE device_id = $2 AND finished_ts IS NOT NULL AND deleted_ts IS NULL",
+    )
+    .bind(db::now_us())
+    .bind(&device_id)
+    .execute(&st.db)
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1401,8 +1424,13 @@ pub(crate) async fn maybe_finish(
     if d.opt_int("finished_ts")?.is_some() {
         return Ok(());
     }
+    // Devices done with it: a finished row and no live unfinished one (a
+    // device whose history was reset may be running it again).
     let done = sqlx::query(
-        "SELECT COUNT(*) AS n FROM device_deployments WHERE deployment_id = $1 AND finished_ts IS NOT NULL",
+        "SELECT COUNT(DISTINCT x.device_id) AS n FROM device_deployments x
+         WHERE x.deployment_id = $1 AND x.finished_ts IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM device_deployments y WHERE y.deployment_id = x.deployment_id
+                AND y.device_id = x.device_id AND y.finished_ts IS NULL)",
     )
     .bind(deployment_id)
     .fetch_one(&mut **tx)
@@ -1475,10 +1503,11 @@ pub(crate) async fn next_for_device(
             "SELECT d.id, d.artifact_name, d.force_installation FROM deployments d
              JOIN deployment_targets t ON t.deployment_id = d.id
              WHERE t.device_id = $1 AND d.finished_ts IS NULL
-               AND NOT EXISTS (SELECT 1 FROM device_deployments x WHERE x.deployment_id = d.id AND x.device_id = $1)
+               AND NOT EXISTS (SELECT 1 FROM device_deployments x WHERE x.deployment_id = d.id
+                    AND x.device_id = $1 AND x.deleted_ts IS NULL)
                AND d.created_ts > COALESCE((SELECT MAX(d2.created_ts) FROM device_deployments x2
                     JOIN deployments d2 ON d2.id = x2.deployment_id
-                    WHERE x2.device_id = $1 AND x2.finished_ts IS NOT NULL), -1)
+                    WHERE x2.device_id = $1 AND x2.finished_ts IS NOT NULL AND x2.deleted_ts IS NULL), -1)
              ORDER BY d.created_ts, d.id LIMIT 1",
         )
         .bind(device_id)
@@ -1558,7 +1587,8 @@ pub(crate) async fn device_status(
 ) -> Result<(), ApiError> {
     let mut tx = st.db.begin().await?;
     let dd = sqlx::query(
-        "SELECT id, status FROM device_deployments WHERE deployment_id = $1 AND device_id = $2",
+        "SELECT id, status FROM device_deployments WHERE deployment_id = $1 AND device_id = $2
+         ORDER BY CASE WHEN deleted_ts IS NULL THEN 0 ELSE 1 END, created_ts DESC LIMIT 1",
     )
     .bind(deployment_id)
     .bind(device_id)

@@ -359,7 +359,8 @@ pub async fn log(
     }
     let text = serde_json::to_string(&body.messages).map_err(ApiError::internal)?;
     let res = sqlx::query(
-        "UPDATE device_deployments SET log = $1 WHERE deployment_id = $2 AND device_id = $3",
+        "UPDATE device_deployments SET log = $1
+         WHERE deployment_id = $2 AND device_id = $3 AND deleted_ts IS NULL",
     )
     .bind(text)
     .bind(&id)

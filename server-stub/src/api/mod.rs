@@ -217,6 +217,10 @@ pub fn router(state: AppState) -> Router {
             get(deployments::device_history).delete(deployments::abort_device),
         )
         .route(
+            &format!("{DEPL}/deployments/devices/{{id}}/history"),
+            delete(deployments::delete_device_history),
+        )
+        .route(
             &format!("{DEPL}/deployments/releases"),
             get(deployments::releases_v1),
         )
