@@ -1057,6 +1057,31 @@ async fn device_lists_filter_and_page(db: Db) {
     )
     .await
     .assert_error(400);
+    // ... and as a form.
+    let form = |body: String, ct: &'static str| {
+        axum::http::Request::post(format!("{DEVAUTH}/devices/search"))
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", ct)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let r = app
+        .call(form(
+            format!("status=accepted&status=rejected&id={acc_id}"),
+            "application/x-www-form-urlencoded",
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(ids_of(&r), [acc_id.as_str()]);
+    app.call(form(
+        "status=bogus".into(),
+        "application/x-www-form-urlencoded",
+    ))
+    .await
+    .assert_error(400);
+    app.call(form("status=pending".into(), "text/plain"))
+        .await
+        .assert_error(415);
     let many: Vec<String> = (0..1001).map(|i| format!("id-{i}")).collect();
     app.req(
         "POST",

@@ -6,12 +6,12 @@
 //! the preauthorisation 409 is the existing device with `error` and
 //! `request_id` added; a forced preauthorisation's `Location` names the
 //! existing device (upstream: a fresh, unused ID); `max_devices` is always 0
-//! (no limit); `POST /devices/search` takes JSON only.
+//! (no limit).
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json as AxumJson};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use sqlx::{Any, Transaction};
 use super::{Paging, UserAuth};
 use crate::db::{self, RowExt, Sql};
 use crate::devkey::DeviceKey;
-use crate::error::{ApiError, Json, RequestId};
+use crate::error::{ApiError, Json, RawBody, RequestId};
 use crate::AppState;
 
 pub(crate) const DEVICE_STATUSES: &[&str] =
@@ -215,16 +215,53 @@ pub struct SearchBody {
     id: OneOrMany,
 }
 
-/// `POST /devices/search` `{"status": .., "id": ..}` (each a string or a
-/// list), paged by the query like `GET /devices`.
+/// `POST /devices/search` with JSON `{"status": .., "id": ..}` (each a
+/// string or a list) or the same as a form (`status=..&id=..`, keys
+/// repeatable); paged by the query like `GET /devices`.
 pub async fn search_devices(
     State(st): State<AppState>,
     _user: UserAuth,
     uri: Uri,
+    headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
-    Json(body): Json<SearchBody>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    device_page(&st, &uri, &q, &body.status.values(), &body.id.values()).await
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    let (statuses, ids): (Vec<String>, Vec<String>) = if body.is_empty() {
+        (Vec::new(), Vec::new())
+    } else if mime.as_deref() == Some("application/json") {
+        let b: SearchBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode request body: {e}")))?;
+        let own = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect();
+        (own(b.status.values()), own(b.id.values()))
+    } else if mime.as_deref() == Some("application/x-www-form-urlencoded") {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("form body is not UTF-8"))?;
+        let fake = Uri::try_from(format!("/?{}", text.trim()))
+            .map_err(|_| ApiError::bad_request("malformed form body"))?;
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&fake)
+            .map_err(|_| ApiError::bad_request("malformed form body"))?;
+        let pick = |key: &str| -> Vec<String> {
+            pairs
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        (pick("status"), pick("id"))
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Bad Content-Type, expected 'application/json' or 'application/x-www-form-urlencoded'",
+        ));
+    };
+    let statuses: Vec<&str> = statuses.iter().map(String::as_str).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    device_page(&st, &uri, &q, &statuses, &ids).await
 }
 
 /// Query of the count call.

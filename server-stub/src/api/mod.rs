@@ -360,7 +360,13 @@ impl FromRequestParts<AppState> for UserAuth {
             .keys
             .verify(token, now_s())
             .map_err(|_| ApiError::unauthorized("invalid jwt"))?;
-        if !claims.user || claims.device || claims.jti.is_empty() || claims.sub.is_empty() {
+        if !claims.user
+            || claims.device
+            || claims.jti.is_empty()
+            || claims.sub.is_empty()
+            || claims.iss.is_empty()
+            || claims.scp.as_deref().is_none_or(str::is_empty)
+        {
             return Err(ApiError::unauthorized("invalid jwt"));
         }
         let found = sqlx::query(
