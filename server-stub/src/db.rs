@@ -91,6 +91,11 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (device_id, scope, name, value_text))",
     "CREATE INDEX IF NOT EXISTS device_attributes_value ON device_attributes (scope, name, value_text)",
     "CREATE INDEX IF NOT EXISTS device_attributes_num ON device_attributes (scope, name, value_num)",
+    // Notes and tags of releases (artifacts grouped by name) that have any.
+    "CREATE TABLE IF NOT EXISTS releases (
+        name TEXT PRIMARY KEY,
+        notes TEXT NOT NULL,
+        tags TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS devices_group ON devices (group_name)",
     "CREATE INDEX IF NOT EXISTS devices_status ON devices (status, id)",
 ];

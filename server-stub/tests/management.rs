@@ -2999,3 +2999,165 @@ async fn history_reset_lets_a_device_run_a_deployment_again(db: Db) {
     assert_eq!(r.headers["x-total-count"], "2");
     assert_eq!(next().await.status, 204);
 }
+
+on_both!(release_notes_tags_and_deletion);
+async fn release_notes_tags_and_deletion(db: Db) {
+    if !have_mender_artifact() {
+        eprintln!("SKIPPED: mender-artifact is not installed");
+        return;
+    }
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let work = tempfile::tempdir().unwrap();
+    upload(&app, &admin, work.path(), "rel-a", "board").await;
+    upload(&app, &admin, work.path(), "rel-b", "board").await;
+    let other = tempfile::tempdir().unwrap();
+    upload(&app, &admin, other.path(), "rel-b", "other").await;
+    const V2: &str = "/api/management/v2/deployments/deployments/releases";
+    let list = |q: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .req("GET", &format!("{V2}{q}"), Some(&admin), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        }
+    };
+    let r = app
+        .req(
+            "PUT",
+            &format!("{V2}/rel-a/tags"),
+            Some(&admin),
+            Some(&json!(["Stable", "lts", "stable"])),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = app
+        .req(
+            "PATCH",
+            &format!("{V2}/rel-a"),
+            Some(&admin),
+            Some(&json!({"notes": "first LTS"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let v = list("?name=rel-a").await;
+    assert_eq!(v[0]["tags"], json!(["lts", "stable"]));
+    assert_eq!(v[0]["notes"], "first LTS");
+    // Notes and tags are kept apart.
+    let r = app
+        .req(
+            "PUT",
+            &format!("{V2}/rel-a/tags"),
+            Some(&admin),
+            Some(&json!(["lts"])),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let v = list("?name=rel-a").await;
+    assert_eq!(v[0]["tags"], json!(["lts"]));
+    assert_eq!(v[0]["notes"], "first LTS");
+    let v = list("?tag=LTS").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["name"], "rel-a");
+    assert_eq!(list("?tag=nightly").await, json!([]));
+    assert_eq!(list("?name=rel-b").await[0]["tags"], json!([]));
+
+    // Refusals change nothing.
+    let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    for (method, path, body, status) in [
+        ("PUT", "rel-a/tags", json!(many), 400),
+        ("PUT", "rel-a/tags", json!([""]), 400),
+        ("PUT", "rel-a/tags", json!({"tags": []}), 400),
+        ("PUT", "nope/tags", json!(["x"]), 404),
+        ("PATCH", "rel-a", json!({"notes": "n".repeat(1025)}), 400),
+        ("PATCH", "nope", json!({"notes": "x"}), 404),
+    ] {
+        app.req(method, &format!("{V2}/{path}"), Some(&admin), Some(&body))
+            .await
+            .assert_error(status);
+    }
+    let v = list("?name=rel-a").await;
+    assert_eq!(v[0]["tags"], json!(["lts"]));
+    assert_eq!(v[0]["notes"], "first LTS");
+
+    // Deletion: refused while an unfinished deployment uses the release.
+    let dev = SimDevice::ed25519("02:00:00:00:0f:01");
+    let (did, _) = admit(&app, &admin, &dev).await;
+    let r = create_deployment(
+        &app,
+        &admin,
+        "",
+        json!({"name": "uses b", "artifact_name": "rel-b", "devices": [did]}),
+    )
+    .await;
+    let dep = location_id(&r);
+    app.req(
+        "DELETE",
+        &format!("{V2}?name=rel-a&name=rel-b"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(409);
+    assert_eq!(list("").await.as_array().unwrap().len(), 2);
+    app.req("DELETE", V2, Some(&admin), None)
+        .await
+        .assert_error(400);
+    let r = app
+        .req(
+            "PUT",
+            &format!("{DEPL}/deployments/{dep}/status"),
+            Some(&admin),
+            Some(&json!({"status": "aborted"})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let files = || {
+        std::fs::read_dir(app.data.path().join("artifacts"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(), 3);
+    let r = app
+        .req("DELETE", &format!("{V2}?name=rel-b"), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(files(), 1);
+    let v = list("").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let r = app
+        .req(
+            "GET",
+            &format!("{DEPL}/artifacts?name=rel-b"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
+
+    // Deleting a release's last artifact drops its notes and tags.
+    let aid = v[0]["artifacts"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .req(
+            "DELETE",
+            &format!("{DEPL}/artifacts/{aid}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    upload(
+        &app,
+        &admin,
+        tempfile::tempdir().unwrap().path(),
+        "rel-a",
+        "board",
+    )
+    .await;
+    let v = list("").await;
+    assert_eq!(v[0]["tags"], json!([]));
+    assert_eq!(v[0]["notes"], "");
+}

@@ -9,9 +9,8 @@
 //!
 //! Updraft differences: the 409 for a duplicate artifact carries no
 //! `metadata` member; name and description filters are case-insensitive
-//! substring matches; releases carry no tags or notes; `POST
-//! .../artifacts/generate`, direct upload, release editing and deletion
-//! and the enterprise fields
+//! substring matches; `POST .../artifacts/generate`, direct upload and the
+//! enterprise fields
 //! (`retries`, `phases`, `max_devices`, `update_control_map`) are not
 //! implemented (the fields are ignored).
 
@@ -410,7 +409,7 @@ pub async fn delete_artifact(
     _user: UserAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    artifact_row(&st, &id).await?;
+    let name = artifact_row(&st, &id).await?.text("name")?;
     let mut tx = st.db.begin().await?;
     let used = sqlx::query(
         "SELECT dd.id FROM device_deployments dd JOIN deployments d ON d.id = dd.deployment_id
@@ -426,6 +425,14 @@ pub async fn delete_artifact(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+    // The release's notes and tags go with its last artifact.
+    sqlx::query(
+        "DELETE FROM releases WHERE name = $1
+         AND NOT EXISTS (SELECT 1 FROM artifacts WHERE name = $1)",
+    )
+    .bind(&name)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     match tokio::fs::remove_file(artifacts::artifact_path(&st.artifact_dir, &id)).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
@@ -1261,8 +1268,12 @@ async fn releases(
         one("device_type"),
         one("update_type"),
     );
-    // Releases carry no tags here: a tag filter matches nothing.
-    let tagged = q.iter().any(|(k, _)| k == "tag");
+    // `tag` (repeatable): releases carrying any of them.
+    let wanted_tags: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.to_lowercase())
+        .collect();
     let (key, asc) = match one("sort").as_deref() {
         None => ("name", true),
         Some(s) => {
@@ -1291,6 +1302,15 @@ async fn releases(
             .or_default()
             .push(artifacts::artifact_json(r)?);
     }
+    // Notes and tags of the releases that have any (one more query).
+    let mut meta: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    for r in &sqlx::query("SELECT name, notes, tags FROM releases")
+        .fetch_all(&st.db)
+        .await?
+    {
+        let tags: Vec<String> = serde_json::from_str(&r.text("tags")?).unwrap_or_default();
+        meta.insert(r.text("name")?, (r.text("notes")?, tags));
+    }
     let contains = |v: &Value, needle: &str| {
         v.as_str()
             .is_some_and(|s| s.to_lowercase().contains(needle))
@@ -1298,7 +1318,10 @@ async fn releases(
     let mut list: Vec<(String, String, Vec<Value>)> = groups
         .into_iter()
         .filter(|(n, arts)| {
-            !tagged
+            (wanted_tags.is_empty()
+                || meta
+                    .get(n)
+                    .is_some_and(|(_, tags)| tags.iter().any(|t| wanted_tags.contains(t))))
                 && name
                     .as_ref()
                     .is_none_or(|w| n.to_lowercase().contains(w.as_str()))
@@ -1357,12 +1380,13 @@ async fn releases(
         .into_iter()
         .map(|(n, modified, arts)| {
             let count = arts.len();
+            let (notes, tags) = meta.remove(&n).unwrap_or_default();
             if form == ReleaseForm::V2 {
                 json!({"name": n, "modified": modified, "artifacts": arts,
-                       "artifacts_count": count, "tags": [], "notes": ""})
+                       "artifacts_count": count, "tags": tags, "notes": notes})
             } else {
                 json!({"Name": n, "Modified": modified, "Artifacts": arts,
-                       "ArtifactsCount": count, "tags": [], "notes": ""})
+                       "ArtifactsCount": count, "tags": tags, "notes": notes})
             }
         })
         .collect();
@@ -1409,6 +1433,143 @@ pub async fn releases_v2(
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     releases(&st, &uri, &q, ReleaseForm::V2).await
+}
+
+async fn release_exists(st: &AppState, name: &str) -> Result<(), ApiError> {
+    sqlx::query("SELECT id FROM artifacts WHERE name = $1 LIMIT 1")
+        .bind(name)
+        .fetch_optional(&st.db)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("release not found"))
+}
+
+/// Most tags on one release, and distinct tags over all releases.
+const MAX_RELEASE_TAGS: usize = 20;
+const MAX_DISTINCT_TAGS: usize = 100;
+
+/// `PUT /api/management/v2/deployments/deployments/releases/{name}/tags`
+/// `["tag", ...]`: replaces the release's tags (lower-cased, at most 20);
+/// 204; 409 when more than 100 distinct tags would be in use.
+pub async fn put_release_tags(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+    Json(tags): Json<Vec<String>>,
+) -> Result<StatusCode, ApiError> {
+    let mut tags: Vec<String> = tags.iter().map(|t| t.trim().to_lowercase()).collect();
+    tags.sort();
+    tags.dedup();
+    if tags.len() > MAX_RELEASE_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_RELEASE_TAGS} tags per release"
+        )));
+    }
+    if tags.iter().any(|t| t.is_empty() || t.len() > 1024) {
+        return Err(ApiError::bad_request("tags must be 1 to 1024 characters"));
+    }
+    release_exists(&st, &name).await?;
+    let mut tx = st.db.begin().await?;
+    let mut distinct: std::collections::BTreeSet<String> = tags.iter().cloned().collect();
+    for r in &sqlx::query("SELECT tags FROM releases WHERE name <> $1")
+        .bind(&name)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let other: Vec<String> = serde_json::from_str(&r.text("tags")?).unwrap_or_default();
+        distinct.extend(other);
+    }
+    if distinct.len() > MAX_DISTINCT_TAGS {
+        return Err(ApiError::conflict(
+            "the total number of unique tags has been exceeded",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO releases (name, notes, tags) VALUES ($1, '', $2)
+         ON CONFLICT (name) DO UPDATE SET tags = excluded.tags",
+    )
+    .bind(&name)
+    .bind(serde_json::to_string(&tags).map_err(ApiError::internal)?)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of a release update.
+#[derive(Deserialize)]
+pub struct ReleaseUpdate {
+    notes: String,
+}
+
+/// `PATCH /api/management/v2/deployments/deployments/releases/{name}`
+/// `{"notes": ...}` (at most 1024 characters): 204.
+pub async fn patch_release(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Path(name): Path<String>,
+    Json(body): Json<ReleaseUpdate>,
+) -> Result<StatusCode, ApiError> {
+    if body.notes.chars().count() > 1024 {
+        return Err(ApiError::bad_request("notes: at most 1024 characters"));
+    }
+    release_exists(&st, &name).await?;
+    sqlx::query(
+        "INSERT INTO releases (name, notes, tags) VALUES ($1, $2, '[]')
+         ON CONFLICT (name) DO UPDATE SET notes = excluded.notes",
+    )
+    .bind(&name)
+    .bind(&body.notes)
+    .execute(&st.db)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/management/v2/deployments/deployments/releases?name=..`
+/// (repeatable): deletes those releases' artifacts, notes and tags; 204;
+/// 409 while an unfinished deployment uses one of them (nothing deleted).
+pub async fn delete_releases(
+    State(st): State<AppState>,
+    _user: UserAuth,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<StatusCode, ApiError> {
+    let names = super::query_values(&q, "name");
+    if names.is_empty() {
+        return Err(ApiError::bad_request("name: at least one release name"));
+    }
+    super::check_filter_len(names.len(), "name")?;
+    let mut tx = st.db.begin().await?;
+    let mut busy = Sql::new("SELECT artifact_name FROM deployments WHERE finished_ts IS NULL AND");
+    busy.push_in("artifact_name", names.iter().copied())
+        .push(" LIMIT 1");
+    if let Some(r) = busy.query().fetch_optional(&mut *tx).await? {
+        return Err(ApiError::conflict(format!(
+            "release {} is used in an active deployment",
+            r.text("artifact_name")?
+        )));
+    }
+    let mut ids = Sql::new("SELECT id FROM artifacts WHERE");
+    ids.push_in("name", names.iter().copied());
+    let ids: Vec<String> = ids
+        .query()
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<_, _>>()?;
+    for table in ["artifacts", "releases"] {
+        let mut del = Sql::new(&format!("DELETE FROM {table} WHERE"));
+        del.push_in("name", names.iter().copied());
+        del.query().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    for id in ids {
+        match tokio::fs::remove_file(artifacts::artifact_path(&st.artifact_dir, &id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Set a deployment `finished` once every targeted device is final.

@@ -13,7 +13,7 @@ pub mod useradm;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 use crate::db::{self, RowExt};
@@ -230,7 +230,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/management/v2/deployments/deployments/releases",
-            get(deployments::releases_v2),
+            get(deployments::releases_v2).delete(deployments::delete_releases),
+        )
+        .route(
+            "/api/management/v2/deployments/deployments/releases/{name}",
+            patch(deployments::patch_release),
+        )
+        .route(
+            "/api/management/v2/deployments/deployments/releases/{name}/tags",
+            put(deployments::put_release_tags),
         )
         .route(
             &format!("{DEPL}/limits/storage"),
