@@ -98,6 +98,7 @@ cat >"$dev/updraft.conf" <<EOF
   "ArtifactInfoFile": "$dev/artifact_info",
   "IdentityScript": "$dev/identity",
   "InventoryScriptsDir": "$dev/inventory",
+  "RootfsScriptsDir": "$dev/scripts",
   "BootLoader": "uboot",
   "FwEnvConfig": "$dev/fw_env.config",
   "RebootCommand": ["true"],

@@ -376,6 +376,22 @@ pub fn status_body<const N: usize>(body: &mut Vec<u8, N>, status: Status) -> Res
     o.raw("}\n")
 }
 
+/// A status report with a substate:
+/// `{"status":"installing","substate":"Executing script: ..."}\n`.
+pub fn substate_body<const N: usize>(
+    body: &mut Vec<u8, N>,
+    status: Status,
+    substate: &str,
+) -> Result<(), ApiError> {
+    body.clear();
+    let mut o = Out(body, "status report");
+    o.raw("{\"status\":")?;
+    o.string(status.as_str())?;
+    o.raw(",\"substate\":")?;
+    o.string(substate)?;
+    o.raw("}\n")
+}
+
 /// The inventory body: `[{"name":..,"value":..},...]\n`.
 pub fn inventory_body<'p, const N: usize>(
     body: &mut Vec<u8, N>,

@@ -33,6 +33,23 @@ pub trait SlotWriter {
     fn write(&mut self, data: &[u8]) -> Result<(), Self::Error>;
     /// Makes the image durable (flush, fsync).
     fn finish(&mut self) -> Result<(), Self::Error>;
+    /// A state script of the artifact starts (`ArtifactInstall_Enter_00`).
+    /// Keep it aside: it is proven only once the whole artifact verified
+    /// ([`Install::finish`]). The default ignores scripts (a device that
+    /// runs none).
+    fn script_begin(&mut self, name: &str, size: u64) -> Result<(), Self::Error> {
+        let _ = (name, size);
+        Ok(())
+    }
+    /// Bytes of the current state script.
+    fn script_data(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        let _ = data;
+        Ok(())
+    }
+    /// The current state script ended.
+    fn script_end(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Why an install failed. Nothing is armed after any of these.
@@ -169,6 +186,17 @@ impl<'k, 't, K: Verifier, H: Sha256> Install<'k, 't, K, H> {
                 }
                 Some(Event::PayloadEnd { .. }) => {
                     writer.finish().map_err(InstallError::Write)?;
+                }
+                Some(Event::ScriptStart { name, size }) => {
+                    writer
+                        .script_begin(name, size)
+                        .map_err(InstallError::Write)?;
+                }
+                Some(Event::ScriptData(data)) => {
+                    writer.script_data(data).map_err(InstallError::Write)?;
+                }
+                Some(Event::ScriptEnd) => {
+                    writer.script_end().map_err(InstallError::Write)?;
                 }
                 Some(_) => {}
             }

@@ -15,6 +15,8 @@
 //! * [`api`]: the Mender device-API messages (auth request signed through a
 //!   [`crypto::Signer`], inventory, `next`, status, log), built into fixed
 //!   buffers.
+//! * [`script`]: Mender's state script hooks (Enter/Leave/Error) and
+//!   script names; the machine asks for them as actions.
 //! * [`install`]: the [`install::SlotWriter`] trait and
 //!   [`install::Install`], which streams an artifact through the reader into
 //!   a slot after the device-type and depends checks.
@@ -43,5 +45,6 @@ pub mod boot;
 pub mod crypto;
 pub mod install;
 pub mod machine;
+pub mod script;
 pub mod storage;
 pub mod store;

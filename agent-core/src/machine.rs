@@ -55,6 +55,7 @@ use crate::api::{
 use crate::boot::{BootState, Slot, Trial, Verified};
 use crate::crypto::Signer;
 use crate::install::Target;
+use crate::script::{Hook, ScriptState, When};
 use crate::store::{Installed, StateRecord, Update, UpdateState};
 
 /// Milliseconds. `now` is the caller's wall clock when it has one (log
@@ -92,6 +93,16 @@ pub struct Config<'a> {
     /// Attempts for a download (restarts count) and for a status report
     /// before the update gives up.
     pub max_attempts: u8,
+    /// Run state scripts ([`Action::FindScript`], [`Action::RunScript`]).
+    /// Off: the machine never asks for them (a device without scripts
+    /// saves the round trips).
+    pub scripts: bool,
+    /// After a script asked to retry later (exit code 21), run it again
+    /// after this long (`StateScriptRetryIntervalSeconds`).
+    pub script_retry_interval: Millis,
+    /// How long a script may keep asking to retry later before it counts
+    /// as failed (`StateScriptRetryTimeoutSeconds`).
+    pub script_retry_timeout: Millis,
 }
 
 /// What happened, in answer to the last [`Action`].
@@ -136,7 +147,17 @@ pub enum Input<'a> {
         /// What the device provides once this artifact is committed.
         next: Installed,
     },
-    /// [`Action::Download`] failed. `retry`: a network error or a 5xx
+    /// The answer to [`Action::FindScript`]: the script's file name, or
+    /// `None` when the hook has no script at that index.
+    Script {
+        /// The script (`ArtifactInstall_Enter_00`), or none.
+        name: Option<&'a str>,
+    },
+    /// [`Action::RunScript`]: the script exited with 21 ("retry later").
+    /// The other answers are [`Input::Done`] (exit 0) and
+    /// [`Input::Failed`] (anything else, with its standard error).
+    RetryLater,
+    /// [`Action::Fetch`] or [`Action::Download`] failed. `retry`: a network error or a 5xx
     /// (back off and try again); otherwise (4xx, an invalid or
     /// incompatible artifact) the update fails.
     DownloadFailed {
@@ -160,8 +181,19 @@ pub enum Action<'a> {
     /// Send this request to the server; answer [`Input::Response`] or
     /// [`Input::NetworkError`].
     Send(Request<'a>),
-    /// Download `uri` (with `Range: bytes=N-` when `resume` and the
-    /// driver still holds the partial install) through an
+    /// Open `uri`: send the GET and wait for the response headers (a
+    /// file: open it), and keep the stream for the [`Action::Download`]
+    /// that follows. With `resume`, continue the partial install the
+    /// driver still holds (`Range: bytes=N-`). Answer [`Input::Done`] once
+    /// the response is a success, or [`Input::DownloadFailed`].
+    Fetch {
+        /// URL (managed) or file path (standalone).
+        uri: &'a str,
+        /// Continue an interrupted download of the same artifact.
+        resume: bool,
+    },
+    /// Stream the artifact [`Action::Fetch`] opened (re-opening `uri` with
+    /// `Range` if it breaks off) through an
     /// [`Install`](crate::install::Install) for `target`; answer
     /// [`Input::Downloaded`] or [`Input::DownloadFailed`].
     Download {
@@ -192,6 +224,24 @@ pub enum Action<'a> {
     /// `ArtifactVerifyReboot`, application checks); answer `Done` or
     /// `Failed`.
     CheckHealth,
+    /// Name the script of `hook` at `index` (0, 1, ...), in name order;
+    /// answer [`Input::Script`] (`None` past the last one). Only `Artifact*`
+    /// scripts of an artifact that verified completely count.
+    FindScript {
+        /// The hook.
+        hook: Hook,
+        /// Which script of the hook.
+        index: u8,
+    },
+    /// Run the state script `name` (of `hook`), with its standard error
+    /// kept for the deployment log; answer [`Input::Done`] (exit 0),
+    /// [`Input::RetryLater`] (exit 21) or [`Input::Failed`].
+    RunScript {
+        /// The hook.
+        hook: Hook,
+        /// The script's file name, as [`Input::Script`] gave it.
+        name: &'a str,
+    },
     /// Nothing to do until `until` (or an [`Input::InstallLocal`]); answer
     /// [`Input::Timer`].
     Wait {
@@ -204,9 +254,16 @@ pub enum Action<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Req {
     Auth,
-    Inventory { patch: bool },
+    Inventory {
+        patch: bool,
+    },
     Next(Flavour),
     Report(Status),
+    /// A state script starts (`start`) or ended, as a substate report.
+    Substate {
+        status: Status,
+        start: bool,
+    },
     Log,
 }
 
@@ -221,7 +278,9 @@ enum Flavour {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Persist,
+    Script(Hook),
     Report(Status),
+    Fetch,
     Download,
     Arm,
     Reboot,
@@ -232,25 +291,139 @@ enum Step {
     Log,
 }
 
+/// The step running the scripts of one hook (a literal, so the step tables
+/// stay static).
+macro_rules! script {
+    ($state:ident, $when:ident) => {
+        Step::Script(Hook {
+            state: ScriptState::$state,
+            when: When::$when,
+        })
+    };
+}
+
 fn steps(state: UpdateState) -> &'static [Step] {
     use Step::*;
     match state {
         UpdateState::Download => &[
             Persist,
+            script!(Download, Enter),
+            Report(Status::Downloading),
+            Fetch,
             Report(Status::Downloading),
             Download,
             Report(Status::Downloading),
+            script!(Download, Leave),
         ],
-        UpdateState::ArtifactInstall => &[Persist, Report(Status::Installing), Arm],
-        UpdateState::ArtifactReboot => &[Persist, Report(Status::Rebooting), Reboot],
-        UpdateState::ArtifactVerifyReboot => &[Persist, Health],
-        UpdateState::ArtifactCommit => &[Persist, ReAuth, Report(Status::Installing), Confirm],
-        UpdateState::ArtifactRollback => &[Persist, RollBack],
-        UpdateState::ArtifactRollbackReboot => &[Persist, Reboot],
-        UpdateState::ArtifactVerifyRollbackReboot => &[Persist],
-        UpdateState::ArtifactFailure => &[Persist, Report(Status::Failure), Log],
+        UpdateState::ArtifactInstall => &[
+            Persist,
+            script!(ArtifactInstall, Enter),
+            Report(Status::Installing),
+            Arm,
+            script!(ArtifactInstall, Leave),
+        ],
+        UpdateState::ArtifactReboot => &[
+            Persist,
+            script!(ArtifactReboot, Enter),
+            Report(Status::Rebooting),
+            Reboot,
+        ],
+        UpdateState::ArtifactVerifyReboot => &[Persist, script!(ArtifactReboot, Leave), Health],
+        UpdateState::ArtifactCommit => &[
+            Persist,
+            script!(ArtifactCommit, Enter),
+            ReAuth,
+            Report(Status::Installing),
+            Confirm,
+            script!(ArtifactCommit, Leave),
+        ],
+        UpdateState::ArtifactRollback => &[
+            Persist,
+            script!(ArtifactRollback, Enter),
+            RollBack,
+            script!(ArtifactRollback, Leave),
+        ],
+        UpdateState::ArtifactRollbackReboot => {
+            &[Persist, script!(ArtifactRollbackReboot, Enter), Reboot]
+        }
+        UpdateState::ArtifactVerifyRollbackReboot => {
+            &[Persist, script!(ArtifactRollbackReboot, Leave)]
+        }
+        UpdateState::ArtifactFailure => &[
+            Persist,
+            script!(ArtifactFailure, Enter),
+            Report(Status::Failure),
+            Log,
+            script!(ArtifactFailure, Leave),
+        ],
         UpdateState::Cleanup => &[Persist, Report(Status::Success)],
     }
+}
+
+/// The status word of the substate reports around an `Enter` script of
+/// the artifact, as the real client sends them (`rebooting` with
+/// ArtifactCommit_Enter is its 3.4 quirk). Other hooks send none: the
+/// client was seen reporting only these.
+fn substate_status(hook: Hook) -> Option<Status> {
+    if hook.when != When::Enter {
+        return None;
+    }
+    match hook.state {
+        ScriptState::ArtifactInstall => Some(Status::Installing),
+        ScriptState::ArtifactReboot | ScriptState::ArtifactCommit => Some(Status::Rebooting),
+        _ => None,
+    }
+}
+
+/// Where a hook run is in its current script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Asking for the script at `index`.
+    Find,
+    /// Reporting that it starts.
+    Announce,
+    /// Running it.
+    Run,
+    /// Reporting that it ended.
+    Finish,
+}
+
+/// What follows a hook run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// The update step [`Step::Script`]: advance, or fail the update.
+    Step,
+    /// The `Error` scripts of a failed state: then go to this state.
+    Go(UpdateState),
+    /// An Idle/Sync hook between polls (or before an update starts).
+    Poll,
+}
+
+/// The scripts of one hook, run one by one.
+#[derive(Debug)]
+struct Run {
+    hook: Hook,
+    after: After,
+    index: u8,
+    phase: Phase,
+    name: String<NAME_MAX>,
+    /// When the current script first asked to retry later.
+    retry_since: Option<Millis>,
+    /// Send substate reports (managed, an `Enter` hook of an update).
+    status: Option<Status>,
+}
+
+/// Where the idle loop is in Mender's Idle/Sync hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Run Idle_Enter next.
+    EnterIdle,
+    /// Idle: Idle_Leave runs before the next request.
+    Idle,
+    /// Run Sync_Enter next.
+    EnterSync,
+    /// Talking to the server: Sync_Leave runs once nothing is due.
+    Syncing,
 }
 
 /// The idle loop's position.
@@ -287,6 +460,9 @@ pub struct Agent<'c, S: Signer + ?Sized> {
     next_inventory: Millis,
     /// The offered deployment (id, name, uri) before it starts.
     offer: Option<api::Deployment>,
+    /// The hook whose scripts are running.
+    run: Option<Run>,
+    stage: Stage,
     body: Vec<u8, BODY_MAX>,
     path: String<PATH_MAX>,
     sig: String<SIGNATURE_MAX>,
@@ -330,6 +506,8 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
             next_poll: 0,
             next_inventory: 0,
             offer: None,
+            run: None,
+            stage: Stage::EnterIdle,
             body: Vec::new(),
             path: String::new(),
             sig: String::new(),
@@ -412,10 +590,113 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
             )
         ) || (self.update_state() == Some(UpdateState::ArtifactInstall)
             && self.current_step() == Some(Step::Arm));
-        if armed {
-            self.go(UpdateState::ArtifactRollback);
+        let target = if armed {
+            UpdateState::ArtifactRollback
         } else {
-            self.go(UpdateState::ArtifactFailure);
+            UpdateState::ArtifactFailure
+        };
+        // The failed state's Error scripts run first (Mender has them for
+        // the forward states only; ArtifactVerifyReboot is part of
+        // ArtifactReboot there).
+        let errors = match self.update_state() {
+            Some(UpdateState::Download) => Some(ScriptState::Download),
+            Some(UpdateState::ArtifactInstall) => Some(ScriptState::ArtifactInstall),
+            Some(UpdateState::ArtifactReboot | UpdateState::ArtifactVerifyReboot) => {
+                Some(ScriptState::ArtifactReboot)
+            }
+            Some(UpdateState::ArtifactCommit) => Some(ScriptState::ArtifactCommit),
+            _ => None,
+        };
+        self.run = None;
+        match errors {
+            Some(state) if self.cfg.scripts => {
+                self.mode = Idle::Updating;
+                self.start_run(
+                    Hook {
+                        state,
+                        when: When::Error,
+                    },
+                    After::Go(target),
+                );
+            }
+            _ => self.go(target),
+        }
+    }
+
+    fn start_run(&mut self, hook: Hook, after: After) {
+        let managed = !self.standalone() && self.cfg.server;
+        self.run = Some(Run {
+            hook,
+            after,
+            index: 0,
+            phase: Phase::Find,
+            name: String::new(),
+            retry_since: None,
+            status: substate_status(hook).filter(|_| managed && after == After::Step),
+        });
+    }
+
+    /// The hook's scripts all ran (or a fatal one failed, with why).
+    fn end_run(&mut self, failed: Option<&str>) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        match (run.after, failed) {
+            (After::Step, None) => self.advance(),
+            (After::Step, Some(why)) => self.fail(why),
+            (After::Go(state), _) => self.go(state),
+            (After::Poll, _) => {}
+        }
+    }
+
+    /// The current script is done: report its end, or on to the next.
+    fn script_done(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            if run.phase != Phase::Finish && run.status.is_some() {
+                run.phase = Phase::Finish;
+            } else {
+                run.phase = Phase::Find;
+                run.index = run.index.saturating_add(1);
+                run.retry_since = None;
+            }
+        }
+    }
+
+    fn script_failed(&mut self, reason: &str) {
+        let Some(run) = self.run.as_ref() else {
+            return;
+        };
+        let fatal = run.hook.fatal() && run.after == After::Step;
+        if !fatal {
+            // Logged by the driver, ignored here (Mender's rule).
+            self.script_done();
+            return;
+        }
+        let mut why: String<{ NAME_MAX + 160 }> = String::new();
+        let _ = write!(why, "state script {} failed: ", run.name);
+        for c in reason.chars() {
+            if why.push(c).is_err() {
+                break;
+            }
+        }
+        self.end_run(Some(why.as_str()));
+    }
+
+    fn script_retry_later(&mut self, now: Millis) {
+        let (timeout, interval) = (
+            self.cfg.script_retry_timeout,
+            self.cfg.script_retry_interval,
+        );
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let since = *run.retry_since.get_or_insert(now);
+        if run.hook.when == When::Error || now.saturating_sub(since) >= timeout {
+            self.script_failed(
+                "it kept asking to retry later (exit code 21) past the retry timeout",
+            );
+        } else {
+            self.wait_until = Some(now.saturating_add(interval));
         }
     }
 
@@ -467,12 +748,40 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
         }
         self.proof = None;
         self.on_trial = false;
+        self.stage = Stage::EnterIdle;
         self.mode = Idle::Closing;
         self.step = 0;
         self.attempts = 0;
     }
 
     fn apply(&mut self, input: Input<'_>, now: Millis) {
+        let phase = self.run.as_ref().map(|r| r.phase);
+        match (phase, &input) {
+            (Some(Phase::Find), Input::Script { name }) => {
+                match name {
+                    None => self.end_run(None),
+                    Some(name) => {
+                        if let Some(run) = self.run.as_mut() {
+                            run.name.clear();
+                            if run.name.push_str(name).is_err() {
+                                self.script_failed("its name is too long");
+                                return;
+                            }
+                            run.phase = if run.status.is_some() {
+                                Phase::Announce
+                            } else {
+                                Phase::Run
+                            };
+                        }
+                    }
+                }
+                return;
+            }
+            (Some(Phase::Run), Input::Done) => return self.script_done(),
+            (Some(Phase::Run), Input::Failed(reason)) => return self.script_failed(reason),
+            (Some(Phase::Run), Input::RetryLater) => return self.script_retry_later(now),
+            _ => {}
+        }
         match input {
             Input::Boot { boot, image } => self.booted(boot, image),
             Input::Timer => {}
@@ -498,6 +807,8 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                 Idle::Polling => {}
             },
             Input::Failed(reason) => self.step_failed(reason, now),
+            // Answers to a hook run that is not running (stale).
+            Input::Script { .. } | Input::RetryLater => {}
             Input::Downloaded { proof, next } => {
                 if self.current_step() == Some(Step::Download) {
                     self.proof = Some(proof);
@@ -508,7 +819,7 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                 }
             }
             Input::DownloadFailed { reason, retry } => {
-                if self.current_step() != Some(Step::Download) {
+                if !matches!(self.current_step(), Some(Step::Fetch | Step::Download)) {
                     return;
                 }
                 let attempts = self.rec.update.as_ref().map_or(0, |u| u.attempts);
@@ -516,8 +827,18 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                     if let Some(u) = self.rec.update.as_mut() {
                         u.attempts += 1;
                     }
+                    // The delay grows with the download's attempts (the
+                    // reports in between reset the step's count).
+                    self.attempts = attempts;
                     self.back_off(now);
                     self.resume = true;
+                    // Open the artifact again (and report it again).
+                    if let Some(i) = steps(UpdateState::Download)
+                        .iter()
+                        .position(|s| *s == Step::Fetch)
+                    {
+                        self.step = i;
+                    }
                 } else {
                     self.fail(reason);
                 }
@@ -531,6 +852,8 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
         self.outstanding = None;
         self.wait_until = None;
         self.proof = None;
+        self.run = None;
+        self.stage = Stage::EnterIdle;
         let Some(u) = self.rec.update.as_ref() else {
             self.mode = Idle::Polling;
             return;
@@ -651,6 +974,18 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
         }
         self.rec.update = Some(u);
         self.go(UpdateState::Download);
+        if self.stage == Stage::Syncing && self.cfg.scripts {
+            // Sync ends before Download_Enter; Idle_Enter follows the
+            // update.
+            self.stage = Stage::EnterIdle;
+            self.start_run(
+                Hook {
+                    state: ScriptState::Sync,
+                    when: When::Leave,
+                },
+                After::Poll,
+            );
+        }
     }
 
     fn response(&mut self, status: u16, body: &[u8], now: Millis) {
@@ -727,6 +1062,16 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                     _ => self.request_failed(req, now),
                 }
             }
+            Req::Substate { .. } => {
+                self.reauthed = false;
+                if status == 409 {
+                    self.run = None;
+                    self.fail("the deployment was aborted on the server");
+                } else {
+                    // Informative: whatever the answer, the script goes on.
+                    self.substate_sent();
+                }
+            }
             Req::Report(Status::AlreadyInstalled) => {
                 // Reported once, whatever the answer; the next poll asks
                 // again.
@@ -786,6 +1131,7 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
             Req::Report(Status::AlreadyInstalled) => {
                 self.offer = None;
             }
+            Req::Substate { .. } => self.substate_sent(),
             Req::Report(s) => {
                 let last = self.attempts.saturating_add(1) >= self.cfg.max_attempts;
                 match s {
@@ -809,6 +1155,19 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                     self.back_off(now)
                 }
             }
+        }
+    }
+
+    /// A substate report went out (or could not): on with the script.
+    fn substate_sent(&mut self) {
+        match self.run.as_ref().map(|r| r.phase) {
+            Some(Phase::Announce) => {
+                if let Some(run) = self.run.as_mut() {
+                    run.phase = Phase::Run;
+                }
+            }
+            Some(Phase::Finish) => self.script_done(),
+            _ => {}
         }
     }
 
@@ -885,6 +1244,23 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                 api::deployment_path(&mut self.path, id, "status")?;
                 api::status_body(&mut self.body, s)?;
             }
+            Req::Substate { status, start } => {
+                let id = self
+                    .rec
+                    .update
+                    .as_ref()
+                    .map_or("", |u| u.deployment_id.as_str());
+                api::deployment_path(&mut self.path, id, "status")?;
+                let name = self.run.as_ref().map_or("", |r| r.name.as_str());
+                let mut text: String<{ NAME_MAX + 32 }> = String::new();
+                let verb = if start {
+                    "Executing script"
+                } else {
+                    "finished executing script"
+                };
+                write!(text, "{verb}: {name}").map_err(|_| ApiError::TooLarge("substate"))?;
+                api::substate_body(&mut self.body, status, &text)?;
+            }
             Req::Log => {
                 let (id, name, reason) = match &self.rec.update {
                     Some(u) => (
@@ -941,7 +1317,9 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
             Req::Inventory { patch: true } => (Method::Patch, self.token.as_deref(), None),
             Req::Next(Flavour::V1Get) => (Method::Get, self.token.as_deref(), None),
             Req::Next(_) => (Method::Post, self.token.as_deref(), None),
-            Req::Report(_) | Req::Log => (Method::Put, self.token.as_deref(), None),
+            Req::Report(_) | Req::Substate { .. } | Req::Log => {
+                (Method::Put, self.token.as_deref(), None)
+            }
         };
         Action::Send(Request {
             method,
@@ -979,11 +1357,33 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
             }
             return self.send(Req::Auth, now);
         }
+        if self.run.is_some() {
+            return self.run_action(now);
+        }
         match self.mode {
             Idle::Closing => Action::Persist(&self.rec),
             Idle::Polling => {
                 if !self.cfg.server {
                     return Action::Wait { until: Millis::MAX };
+                }
+                if self.cfg.scripts {
+                    let due = self.next_inventory <= now || self.next_poll <= now;
+                    let hook = match self.stage {
+                        Stage::EnterIdle => Some((Stage::Idle, ScriptState::Idle, When::Enter)),
+                        Stage::Idle if due => {
+                            Some((Stage::EnterSync, ScriptState::Idle, When::Leave))
+                        }
+                        Stage::EnterSync => Some((Stage::Syncing, ScriptState::Sync, When::Enter)),
+                        Stage::Syncing if !due => {
+                            Some((Stage::EnterIdle, ScriptState::Sync, When::Leave))
+                        }
+                        _ => None,
+                    };
+                    if let Some((stage, state, when)) = hook {
+                        self.stage = stage;
+                        self.start_run(Hook { state, when }, After::Poll);
+                        return self.run_action(now);
+                    }
                 }
                 if self.next_inventory <= now {
                     self.next_inventory = now.saturating_add(self.cfg.inventory_poll);
@@ -1001,6 +1401,38 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
         }
     }
 
+    /// The action of the hook run in progress.
+    fn run_action(&mut self, now: Millis) -> Action<'_> {
+        let Some(run) = self.run.as_ref() else {
+            return Action::Wait { until: now };
+        };
+        let (hook, index, status) = (run.hook, run.index, run.status);
+        match (run.phase, status) {
+            (Phase::Find, _) => Action::FindScript { hook, index },
+            (Phase::Announce, Some(status)) => self.send_authed(
+                Req::Substate {
+                    status,
+                    start: true,
+                },
+                now,
+            ),
+            (Phase::Finish, Some(status)) => self.send_authed(
+                Req::Substate {
+                    status,
+                    start: false,
+                },
+                now,
+            ),
+            _ => match self.run.as_ref() {
+                Some(run) => Action::RunScript {
+                    hook,
+                    name: run.name.as_str(),
+                },
+                None => Action::Wait { until: now },
+            },
+        }
+    }
+
     fn update_step(&mut self, now: Millis) -> Action<'_> {
         // First settle on the step (skipping what standalone leaves out,
         // and re-verifying if the proof is missing), then build its action.
@@ -1010,7 +1442,18 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
                 // Past a reboot step: waiting for Input::Boot.
                 return Action::Reboot;
             };
-            if standalone && matches!(step, Step::Report(_) | Step::ReAuth | Step::Log) {
+            // The artifact's scripts exist only once it verified: an
+            // update that failed in Download runs none (as Mender).
+            let verified = self.rec.update.as_ref().is_some_and(|u| u.next.is_some());
+            let script_off = match step {
+                Step::Script(hook) => {
+                    !self.cfg.scripts || (hook.state.from_artifact() && !verified)
+                }
+                _ => false,
+            };
+            let skip = (standalone && matches!(step, Step::Report(_) | Step::ReAuth | Step::Log))
+                || script_off;
+            if skip {
                 self.advance();
                 if self.mode != Idle::Updating {
                     return self.next(now);
@@ -1027,6 +1470,17 @@ impl<'c, S: Signer + ?Sized> Agent<'c, S> {
         };
         match step {
             Step::Persist => Action::Persist(&self.rec),
+            Step::Script(hook) => {
+                self.start_run(hook, After::Step);
+                self.run_action(now)
+            }
+            Step::Fetch => match self.rec.update.as_ref() {
+                None => Action::Wait { until: now },
+                Some(u) => Action::Fetch {
+                    uri: u.uri.as_str(),
+                    resume: self.resume,
+                },
+            },
             Step::Report(s) => self.send_authed(Req::Report(s), now),
             Step::Log => self.send_authed(Req::Log, now),
             Step::ReAuth => {

@@ -726,6 +726,13 @@ pub struct Sim<L: Loader> {
     pub boots: usize,
     /// A state record was saved completely at least once.
     saved: bool,
+    /// The state scripts the device has (root file system and artifact),
+    /// each of which succeeds.
+    pub scripts: Vec<&'static str>,
+    /// The scripts run, in order, over all boots.
+    pub ran: Vec<String>,
+    /// Scripts of `scripts` that exit 1 (with a message on stderr).
+    pub failing: Vec<&'static str>,
     key: SigningKey,
     trace: Vec<String>,
 }
@@ -733,6 +740,18 @@ pub struct Sim<L: Loader> {
 pub const OLD: &str = "release-1";
 pub const NEW: &str = "release-2";
 const STATE_COPY: usize = 4096;
+/// The sim device's state scripts: one per hook the sweep checks.
+pub const SCRIPTS: &[&str] = &[
+    "Download_Enter_00",
+    "ArtifactInstall_Enter_00",
+    "ArtifactInstall_Error_00",
+    "ArtifactReboot_Error_00",
+    "ArtifactCommit_Enter_00",
+    "ArtifactCommit_Leave_00",
+    "ArtifactCommit_Error_00",
+    "ArtifactRollback_Enter_00",
+    "ArtifactFailure_Enter_00",
+];
 const CHUNK: usize = 1000;
 
 impl<L: Loader> Sim<L> {
@@ -757,6 +776,9 @@ impl<L: Loader> Sim<L> {
             clock: 1_795_000_000_000,
             boots: 0,
             saved: false,
+            scripts: SCRIPTS.to_vec(),
+            ran: Vec::new(),
+            failing: Vec::new(),
             key: SigningKey::p256_from_bytes(&[7u8; 32]).unwrap(),
             trace: Vec::new(),
         }
@@ -844,6 +866,9 @@ impl<L: Loader> Sim<L> {
             max_retry: 30_000,
             max_attempts: 3,
             server: true,
+            scripts: true,
+            script_retry_interval: 1_000,
+            script_retry_timeout: 10_000,
         };
         let key = self.key.clone();
         let mut agent = Agent::new(cfg, &key, record, installed);
@@ -873,6 +898,12 @@ impl<L: Loader> Sim<L> {
                 Next::DownloadFailed(ref why, retry) => {
                     agent.handle(Input::DownloadFailed { reason: why, retry }, self.clock)
                 }
+                Next::Script(ref name) => agent.handle(
+                    Input::Script {
+                        name: name.as_deref(),
+                    },
+                    self.clock,
+                ),
             };
             let label = format!("{action:?}");
             let label = label
@@ -890,6 +921,26 @@ impl<L: Loader> Sim<L> {
                         req.path
                     ));
                     Next::Response(status, body)
+                }
+                Action::Fetch { .. } => {
+                    self.note("  fetch".into());
+                    Next::Done
+                }
+                Action::FindScript { hook, index } => Next::Script(
+                    self.scripts
+                        .iter()
+                        .filter(|n| hook.matches(n))
+                        .nth(usize::from(index))
+                        .map(|n| n.to_string()),
+                ),
+                Action::RunScript { name, .. } => {
+                    self.note(format!("  script {name}"));
+                    self.ran.push(name.to_string());
+                    if self.failing.contains(&name) {
+                        Next::Failed(format!("{name}: exit status 1"))
+                    } else {
+                        Next::Done
+                    }
                 }
                 Action::Download { target, .. } => {
                     let mut inst = Install::new(Reader::new(), target);
@@ -1020,6 +1071,34 @@ impl<L: Loader> Sim<L> {
                 }
             ));
         }
+        // The state scripts of the path taken ran (at least once: a cut
+        // may run one again, as Mender may).
+        let ran = |name: &str| self.ran.iter().any(|r| r == name);
+        let mut needed = vec!["Download_Enter_00"];
+        if committed {
+            needed.extend([
+                "ArtifactInstall_Enter_00",
+                "ArtifactCommit_Enter_00",
+                "ArtifactCommit_Leave_00",
+            ]);
+        } else if ran("ArtifactInstall_Enter_00") {
+            // Past Download the artifact's scripts exist: its failure
+            // scripts run too.
+            needed.push("ArtifactFailure_Enter_00");
+        }
+        needed.retain(|n| self.scripts.contains(n));
+        if let Some(missing) = needed.into_iter().find(|n| !ran(n)) {
+            return Err(format!(
+                "state script {missing} never ran (ran: {:?})",
+                self.ran
+            ));
+        }
+        if committed && ran("ArtifactFailure_Enter_00") {
+            return Err(format!(
+                "ArtifactFailure scripts ran but the update committed (ran: {:?})",
+                self.ran
+            ));
+        }
         let boot = self
             .loader
             .control()
@@ -1047,6 +1126,7 @@ enum Next {
     Failed(String),
     Downloaded(updraft_core::boot::Verified, Box<Installed>),
     DownloadFailed(String, bool),
+    Script(Option<String>),
 }
 
 enum End {

@@ -27,6 +27,9 @@ fn cfg(server: bool) -> Config<'static> {
         max_retry: 8_000,
         max_attempts: 3,
         server,
+        scripts: false,
+        script_retry_interval: 1_000,
+        script_retry_timeout: 5_000,
     }
 }
 
@@ -197,6 +200,20 @@ fn to_download(a: &mut Agent<'_, SigningKey>) {
     assert_eq!(u.deployment_id.as_str(), "d1");
     let act = a.handle(Input::Done, T0);
     assert_eq!(sent(&act).2, "{\"status\":\"downloading\"}\n");
+    // Open the artifact, report that it answered, then stream it.
+    let act = a.handle(resp(204, b""), T0);
+    assert!(
+        matches!(
+            act,
+            Action::Fetch {
+                uri: "https://s/a.mender",
+                resume: false
+            }
+        ),
+        "{act:?}"
+    );
+    let act = a.handle(Input::Done, T0);
+    assert_eq!(sent(&act).2, "{\"status\":\"downloading\"}\n");
     let act = a.handle(resp(204, b""), T0);
     match act {
         Action::Download {
@@ -230,6 +247,10 @@ fn download_errors_back_off_and_resume_then_fail_after_the_attempts() {
     };
     assert_eq!(until, T0 + 1_000);
     let act = a.handle(Input::Timer, until);
+    assert!(matches!(act, Action::Fetch { resume: true, .. }), "{act:?}");
+    let act = a.handle(Input::Done, until);
+    assert_eq!(sent(&act).2, "{\"status\":\"downloading\"}\n");
+    let act = a.handle(resp(204, b""), until);
     assert!(
         matches!(act, Action::Download { resume: true, .. }),
         "{act:?}"
@@ -245,7 +266,9 @@ fn download_errors_back_off_and_resume_then_fail_after_the_attempts() {
         panic!("{act:?}")
     };
     assert_eq!(u2, until + 2_000, "the delay doubles");
-    a.handle(Input::Timer, u2);
+    // Fails again at opening it.
+    let act = a.handle(Input::Timer, u2);
+    assert!(matches!(act, Action::Fetch { resume: true, .. }), "{act:?}");
     // Third failure: out of attempts -> ArtifactFailure, reported.
     let act = a.handle(
         Input::DownloadFailed {
@@ -391,6 +414,17 @@ fn standalone_install_sends_nothing() {
     );
     assert!(matches!(act, Action::Persist(_)), "{act:?}");
     let act = a.handle(Input::Done, T0);
+    assert!(
+        matches!(
+            act,
+            Action::Fetch {
+                uri: "/data/release-2.mender",
+                ..
+            }
+        ),
+        "expected the artifact opened without a report: {act:?}"
+    );
+    let act = a.handle(Input::Done, T0);
     match act {
         Action::Download { uri, target, .. } => {
             assert_eq!(uri, "/data/release-2.mender");
@@ -398,4 +432,196 @@ fn standalone_install_sends_nothing() {
         }
         other => panic!("expected the download without a report: {other:?}"),
     }
+}
+
+/// The hook a FindScript asks about, as `State_When`, and its index.
+fn find(a: &Action<'_>) -> (String, u8) {
+    match a {
+        Action::FindScript { hook, index } => (hook.to_string(), *index),
+        other => panic!("expected a script lookup, got {other:?}"),
+    }
+}
+
+#[test]
+fn idle_and_sync_scripts_wrap_every_poll() {
+    let k = key();
+    let mut c = cfg(true);
+    c.scripts = true;
+    let mut a = Agent::new(c, &k, None, installed());
+    let none = || Input::Script { name: None };
+    let act = a.handle(idle_boot(), T0);
+    assert_eq!(find(&act), ("Idle_Enter".into(), 0));
+    let act = a.handle(none(), T0);
+    assert_eq!(find(&act), ("Idle_Leave".into(), 0), "a poll is due");
+    let act = a.handle(none(), T0);
+    assert_eq!(find(&act), ("Sync_Enter".into(), 0));
+    // One Sync_Enter script: it runs (a failure is ignored in Sync).
+    let act = a.handle(
+        Input::Script {
+            name: Some("Sync_Enter_00_net"),
+        },
+        T0,
+    );
+    assert!(
+        matches!(
+            act,
+            Action::RunScript {
+                name: "Sync_Enter_00_net",
+                ..
+            }
+        ),
+        "{act:?}"
+    );
+    let act = a.handle(Input::Failed("no network"), T0);
+    assert_eq!(find(&act), ("Sync_Enter".into(), 1));
+    let act = a.handle(none(), T0);
+    assert_eq!(sent(&act).1, api::AUTH_PATH);
+    let act = a.handle(resp(200, b"jwt"), T0);
+    assert_eq!(sent(&act).1, api::INVENTORY_PATH);
+    let act = a.handle(resp(200, b""), T0);
+    assert_eq!(sent(&act).1, api::NEXT_V2_PATH);
+    let act = a.handle(resp(204, b""), T0);
+    assert_eq!(find(&act), ("Sync_Leave".into(), 0), "nothing more is due");
+    let act = a.handle(none(), T0);
+    assert_eq!(find(&act), ("Idle_Enter".into(), 0));
+    let act = a.handle(none(), T0);
+    assert!(
+        matches!(act, Action::Wait { until } if until == T0 + 5_000),
+        "{act:?}"
+    );
+    // The next poll: Idle_Leave, Sync_Enter, then the update check.
+    let act = a.handle(Input::Timer, T0 + 5_000);
+    assert_eq!(find(&act), ("Idle_Leave".into(), 0));
+}
+
+#[test]
+fn a_script_asking_to_retry_later_runs_again_until_the_timeout_then_fails_the_update() {
+    let k = key();
+    let mut c = cfg(true);
+    c.scripts = true;
+    let mut a = Agent::new(c, &k, None, installed());
+    let none = || Input::Script { name: None };
+    a.handle(idle_boot(), T0); // Idle_Enter
+    a.handle(none(), T0); // Idle_Leave
+    a.handle(none(), T0); // Sync_Enter
+    a.handle(none(), T0); // auth
+    a.handle(resp(200, b"jwt"), T0); // inventory
+    a.handle(resp(200, b""), T0); // next
+    let act = a.handle(resp(200, OFFER), T0);
+    assert_eq!(find(&act), ("Sync_Leave".into(), 0), "Sync ends first");
+    let act = a.handle(none(), T0);
+    assert!(matches!(act, Action::Persist(_)), "{act:?}");
+    let act = a.handle(Input::Done, T0);
+    assert_eq!(find(&act), ("Download_Enter".into(), 0));
+    let act = a.handle(
+        Input::Script {
+            name: Some("Download_Enter_10_ask-user"),
+        },
+        T0,
+    );
+    assert!(matches!(act, Action::RunScript { .. }), "{act:?}");
+    // "Retry later": the same script again after the interval (1 s here),
+    // until the timeout (5 s) has passed.
+    let mut t = T0;
+    let mut runs = 1;
+    let act = loop {
+        let act = a.handle(Input::RetryLater, t);
+        match act {
+            Action::Wait { until } => {
+                assert_eq!(until, t + 1_000);
+                t = until;
+                let act = a.handle(Input::Timer, t);
+                assert!(
+                    matches!(
+                        act,
+                        Action::RunScript {
+                            name: "Download_Enter_10_ask-user",
+                            ..
+                        }
+                    ),
+                    "{act:?}"
+                );
+                runs += 1;
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(runs, 6, "runs at 0, 1, .. 5 s");
+    // Then it counts as failed: Download_Error scripts, then the failure.
+    assert_eq!(find(&act), ("Download_Error".into(), 0));
+    let act = a.handle(none(), t);
+    let Action::Persist(rec) = act else {
+        panic!("{act:?}")
+    };
+    let u = rec.update.as_ref().unwrap();
+    assert_eq!(u.state, UpdateState::ArtifactFailure);
+    assert!(
+        u.reason.contains("Download_Enter_10_ask-user") && u.reason.contains("retry later"),
+        "{}",
+        u.reason
+    );
+}
+
+#[test]
+fn a_409_to_a_substate_report_aborts_the_update() {
+    let k = key();
+    let mut c = cfg(true);
+    c.scripts = true;
+    // A record as persisted before the reboot into the new slot.
+    let mut a = Agent::new(cfg(true), &k, None, installed());
+    to_download(&mut a);
+    let mut rec: StateRecord = a.record().clone();
+    let u = rec.update.as_mut().unwrap();
+    u.state = UpdateState::ArtifactReboot;
+    let mut next = installed();
+    next.artifact_name.clear();
+    next.artifact_name.push_str("release-2").unwrap();
+    u.next = Some(next);
+    let mut a = Agent::new(c, &k, Some(rec), installed());
+    let none = || Input::Script { name: None };
+    let act = a.handle(
+        Input::Boot {
+            boot: BootState {
+                active: Slot::B,
+                trial: Trial::Running { boot_count: 1 },
+            },
+            image: None,
+        },
+        T0,
+    );
+    assert!(matches!(act, Action::Persist(_)), "{act:?}");
+    let act = a.handle(Input::Done, T0);
+    assert_eq!(
+        find(&act),
+        ("ArtifactReboot_Leave".into(), 0),
+        "after the reboot"
+    );
+    let act = a.handle(none(), T0);
+    assert!(matches!(act, Action::CheckHealth), "{act:?}");
+    a.handle(Input::Done, T0); // persist ArtifactCommit
+    let act = a.handle(Input::Done, T0);
+    assert_eq!(find(&act), ("ArtifactCommit_Enter".into(), 0));
+    let act = a.handle(
+        Input::Script {
+            name: Some("ArtifactCommit_Enter_05_note"),
+        },
+        T0,
+    );
+    assert_eq!(sent(&act).1, api::AUTH_PATH, "no token since the boot");
+    let act = a.handle(resp(200, b"jwt"), T0);
+    assert_eq!(
+        sent(&act).2,
+        "{\"status\":\"rebooting\",\"substate\":\"Executing script: ArtifactCommit_Enter_05_note\"}\n"
+    );
+    // Aborted on the server: the script never runs, nothing is confirmed;
+    // ArtifactCommit's Error scripts, then the rollback.
+    let act = a.handle(resp(409, b""), T0);
+    assert_eq!(find(&act), ("ArtifactCommit_Error".into(), 0));
+    let act = a.handle(none(), T0);
+    let Action::Persist(rec) = act else {
+        panic!("{act:?}")
+    };
+    let u = rec.update.as_ref().unwrap();
+    assert_eq!(u.state, UpdateState::ArtifactRollback);
+    assert!(u.reason.contains("aborted"), "{}", u.reason);
 }

@@ -262,15 +262,24 @@ fn mcuboot_clean_updates() {
 
 #[test]
 fn clean_update_talks_like_the_mender_client() {
-    let (sim, v) = run(Uboot::new, Scenario::Healthy, vec![]);
-    let v = v.unwrap();
-    println!("{}", sim.trace());
+    // Without state scripts: Mender 3.4's order for a rootfs update with
+    // reboot (spec 2.6): `downloading` entering the download, once the
+    // artifact answered, and once it is stored.
+    let mut sim = Sim::new(
+        Uboot::new,
+        artifact::<Uboot>(health(Scenario::Healthy)),
+        vec![],
+    );
+    sim.scripts.clear();
+    let v = sim
+        .run()
+        .and_then(|v| sim.check(&v, Scenario::Healthy).map(|()| v));
+    let v = v.unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
     let statuses: Vec<&str> = sim.server.statuses.iter().map(|s| s.trim_end()).collect();
-    // Mender 3.4's order for a rootfs update with reboot (spec 2.6), with
-    // one `downloading` fewer: we do not report on response headers.
     assert_eq!(
         statuses,
         [
+            "{\"status\":\"downloading\"}",
             "{\"status\":\"downloading\"}",
             "{\"status\":\"downloading\"}",
             "{\"status\":\"installing\"}",
@@ -279,9 +288,118 @@ fn clean_update_talks_like_the_mender_client() {
             "{\"status\":\"success\"}",
         ]
     );
+    assert!(sim.ran.is_empty(), "{:?}", sim.ran);
     // Auth at start, then (after the reboot, where the token is gone
     // anyway) the forced re-auth before the commit.
     assert_eq!(sim.server.auths, 2, "auth at start and before commit");
     assert_eq!(v.boots, 2);
     assert_eq!(v.slot, updraft_core::boot::Slot::B);
+}
+
+#[test]
+fn state_scripts_run_in_mender_order_with_substate_reports() {
+    let (sim, v) = run(Uboot::new, Scenario::Healthy, vec![]);
+    v.unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
+    // Each hook of the path taken, in order; the Download script comes
+    // from the root file system, the others from the artifact.
+    assert_eq!(
+        sim.ran,
+        [
+            "Download_Enter_00",
+            "ArtifactInstall_Enter_00",
+            "ArtifactCommit_Enter_00",
+            "ArtifactCommit_Leave_00",
+        ]
+    );
+    // The real client's reports with artifact Enter scripts (spec 2.6):
+    // a substate pair around each, `rebooting` with ArtifactCommit_Enter.
+    let statuses: Vec<&str> = sim.server.statuses.iter().map(|s| s.trim_end()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "{\"status\":\"downloading\"}",
+            "{\"status\":\"downloading\"}",
+            "{\"status\":\"downloading\"}",
+            "{\"status\":\"installing\",\"substate\":\"Executing script: ArtifactInstall_Enter_00\"}",
+            "{\"status\":\"installing\",\"substate\":\"finished executing script: ArtifactInstall_Enter_00\"}",
+            "{\"status\":\"installing\"}",
+            "{\"status\":\"rebooting\"}",
+            "{\"status\":\"rebooting\",\"substate\":\"Executing script: ArtifactCommit_Enter_00\"}",
+            "{\"status\":\"rebooting\",\"substate\":\"finished executing script: ArtifactCommit_Enter_00\"}",
+            "{\"status\":\"installing\"}",
+            "{\"status\":\"success\"}",
+        ]
+    );
+}
+
+#[test]
+fn a_failed_health_check_runs_the_error_rollback_and_failure_scripts() {
+    let (sim, v) = run(Uboot::new, Scenario::FailsCheck, vec![]);
+    v.unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
+    assert_eq!(
+        sim.ran,
+        [
+            "Download_Enter_00",
+            "ArtifactInstall_Enter_00",
+            "ArtifactReboot_Error_00",
+            "ArtifactRollback_Enter_00",
+            "ArtifactFailure_Enter_00",
+        ]
+    );
+}
+
+#[test]
+fn a_failing_enter_script_fails_the_update_where_it_stands() {
+    // ArtifactInstall_Enter fails: nothing is armed, no reboot; the
+    // state's Error scripts run, then ArtifactFailure's.
+    let mut sim = Sim::new(
+        Uboot::new,
+        artifact::<Uboot>(health(Scenario::Healthy)),
+        vec![],
+    );
+    sim.failing.push("ArtifactInstall_Enter_00");
+    let v = sim.run().unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
+    sim.check(&v, Scenario::Healthy)
+        .unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
+    assert_eq!((v.running.as_str(), v.boots), (updraft_e2e::OLD, 1));
+    assert_eq!(v.finals, ["failure"]);
+    assert_eq!(
+        sim.ran,
+        [
+            "Download_Enter_00",
+            "ArtifactInstall_Enter_00",
+            "ArtifactInstall_Error_00",
+            "ArtifactFailure_Enter_00",
+        ]
+    );
+    assert!(
+        sim.server
+            .logs
+            .iter()
+            .any(|l| l.contains("state script ArtifactInstall_Enter_00 failed")),
+        "{:?}",
+        sim.server.logs
+    );
+
+    // ArtifactCommit_Enter fails on the new image: it is rolled back.
+    let mut sim = Sim::new(
+        Uboot::new,
+        artifact::<Uboot>(health(Scenario::Healthy)),
+        vec![],
+    );
+    sim.failing.push("ArtifactCommit_Enter_00");
+    let v = sim.run().unwrap_or_else(|e| panic!("{e}\n{}", sim.trace()));
+    assert_eq!((v.running.as_str(), v.boots), (updraft_e2e::OLD, 3));
+    assert_eq!(v.finals, ["failure"]);
+    assert_eq!(
+        sim.ran,
+        [
+            "Download_Enter_00",
+            "ArtifactInstall_Enter_00",
+            "ArtifactCommit_Enter_00",
+            "ArtifactCommit_Error_00",
+            "ArtifactRollback_Enter_00",
+            "ArtifactFailure_Enter_00",
+        ]
+    );
 }

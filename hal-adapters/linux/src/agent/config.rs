@@ -26,6 +26,10 @@
 //! | `RebootCommand` | `["reboot"]` | run to reboot (the daemon exits after it) |
 //! | `HealthCheckCommand` | none | run after booting a new image; exit 0 = healthy |
 //! | `MaxAttempts` | 3 | attempts for a download or a status report |
+//! | `RootfsScriptsDir` | `/etc/mender/scripts` | the root file system's state scripts (Idle, Sync, Download); the artifact's are kept in `DataDir/scripts` |
+//! | `StateScriptTimeoutSeconds` | 3600 | a state script running longer is killed and fails |
+//! | `StateScriptRetryIntervalSeconds` | 60 | after a script exits 21 ("retry later"), run it again after this long |
+//! | `StateScriptRetryTimeoutSeconds` | 1800 | a script that keeps asking to retry later fails after this long |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -81,6 +85,10 @@ struct Raw {
     reboot_command: Option<Vec<String>>,
     health_check_command: Option<Vec<String>>,
     max_attempts: Option<u8>,
+    rootfs_scripts_dir: Option<PathBuf>,
+    state_script_timeout_seconds: Option<u64>,
+    state_script_retry_interval_seconds: Option<u64>,
+    state_script_retry_timeout_seconds: Option<u64>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -132,6 +140,14 @@ pub struct Config {
     pub health_check_command: Option<Vec<String>>,
     /// Attempts for a download or a status report.
     pub max_attempts: u8,
+    /// The root file system's state scripts.
+    pub rootfs_scripts_dir: PathBuf,
+    /// The longest a state script may run, seconds.
+    pub script_timeout_seconds: u64,
+    /// Between runs of a script asking to retry later, seconds.
+    pub script_retry_interval_seconds: u64,
+    /// How long a script may keep asking to retry later, seconds.
+    pub script_retry_timeout_seconds: u64,
     /// Keys in the file that Updraft ignores (for a warning).
     pub ignored_keys: Vec<String>,
 }
@@ -274,6 +290,24 @@ impl Config {
             reboot_command,
             health_check_command,
             max_attempts: raw.max_attempts.unwrap_or(3).max(1),
+            rootfs_scripts_dir: raw
+                .rootfs_scripts_dir
+                .unwrap_or_else(|| PathBuf::from("/etc/mender/scripts")),
+            script_timeout_seconds: secs(
+                raw.state_script_timeout_seconds,
+                3600,
+                "StateScriptTimeoutSeconds",
+            )?,
+            script_retry_interval_seconds: secs(
+                raw.state_script_retry_interval_seconds,
+                60,
+                "StateScriptRetryIntervalSeconds",
+            )?,
+            script_retry_timeout_seconds: secs(
+                raw.state_script_retry_timeout_seconds,
+                1800,
+                "StateScriptRetryTimeoutSeconds",
+            )?,
             ignored_keys: raw.unknown.into_keys().collect(),
         })
     }

@@ -16,6 +16,7 @@ use updraft_core::crypto::SigningKey;
 use updraft_core::install::SlotWriter;
 use updraft_core::storage::Storage;
 
+use super::scripts::Scripts;
 use crate::boot_env::{self, LockSpec};
 
 /// Writes an image into slot A or B: a block device or a file.
@@ -26,6 +27,8 @@ use crate::boot_env::{self, LockSpec};
 pub struct SlotDevices {
     paths: [PathBuf; 2],
     open: Option<Open>,
+    /// Where the artifact's state scripts go (none: they are ignored).
+    pub scripts: Option<Scripts>,
 }
 
 struct Open {
@@ -39,7 +42,11 @@ struct Open {
 impl SlotDevices {
     /// Slots A and B at these paths.
     pub fn new(paths: [PathBuf; 2]) -> Self {
-        SlotDevices { paths, open: None }
+        SlotDevices {
+            paths,
+            open: None,
+            scripts: None,
+        }
     }
 
     /// The path of `slot`.
@@ -119,6 +126,27 @@ impl SlotWriter for SlotDevices {
             file.set_len(o.size).map_err(|e| at(&path, e))?;
         }
         file.sync_all().map_err(|e| at(&path, e))
+    }
+
+    fn script_begin(&mut self, name: &str, _size: u64) -> io::Result<()> {
+        match self.scripts.as_mut() {
+            Some(s) => s.stage_begin(name),
+            None => Ok(()),
+        }
+    }
+
+    fn script_data(&mut self, data: &[u8]) -> io::Result<()> {
+        match self.scripts.as_mut() {
+            Some(s) => s.stage_data(data),
+            None => Ok(()),
+        }
+    }
+
+    fn script_end(&mut self) -> io::Result<()> {
+        match self.scripts.as_mut() {
+            Some(s) => s.stage_end(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod device;
 pub mod http;
+pub mod scripts;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,11 +30,13 @@ use updraft_core::boot::{BootState, Trial, Verified};
 use updraft_core::crypto::{SigningKey, VerifyingKey};
 use updraft_core::install::{Install, Target};
 use updraft_core::machine::{self, Action, Agent, Input, Millis};
+use updraft_core::script::Hook;
 use updraft_core::store::{DualStore, Installed, StateStore, UpdateState, RECORD_BUF};
 
 use self::config::{BootLoader, Config};
 use self::device::{BootEnv, SlotDevices, StateFile};
 use self::http::{DownloadError, Http};
+use self::scripts::{Outcome, Scripts};
 use crate::boot_env::LockSpec;
 
 /// What to run: the daemon, or one of the standalone commands (Mender's
@@ -115,6 +118,14 @@ enum Next {
     Failed(String),
     Downloaded(Verified, Box<Installed>),
     DownloadFailed(String, bool),
+    Script(Option<String>),
+    RetryLater,
+}
+
+/// What [`Action::Fetch`] opened, for the [`Action::Download`] after it.
+enum Opened {
+    Http(http::Download),
+    File(std::fs::File),
 }
 
 /// Everything [`run`] works with, opened and checked.
@@ -125,6 +136,7 @@ struct Device<'a> {
     keys: Vec<VerifyingKey>,
     slots: SlotDevices,
     boot: BootEnv,
+    opened: Option<Opened>,
 }
 
 /// Runs `mode` until it is done: the daemon until the device reboots, a
@@ -245,6 +257,9 @@ pub fn run(cfg: &Config, mode: &Mode, log: &dyn Log) -> Result<Exit, String> {
         max_retry: cfg.retry_poll_seconds.saturating_mul(1000),
         server: daemon,
         max_attempts: cfg.max_attempts,
+        scripts: true,
+        script_retry_interval: cfg.script_retry_interval_seconds.saturating_mul(1000),
+        script_retry_timeout: cfg.script_retry_timeout_seconds.saturating_mul(1000),
     };
     let in_progress = record
         .as_ref()
@@ -316,7 +331,13 @@ pub fn run(cfg: &Config, mode: &Mode, log: &dyn Log) -> Result<Exit, String> {
         keys,
         slots: SlotDevices::new(cfg.slots.clone()),
         boot,
+        opened: None,
     };
+    dev.slots.scripts = Some(Scripts::new(
+        &cfg.rootfs_scripts_dir,
+        &cfg.data_dir,
+        Duration::from_secs(cfg.script_timeout_seconds),
+    ));
     let mut next = Next::Boot(boot_state);
     let mut last_state: Option<UpdateState> = agent.update_state();
     let mut install_path = match mode {
@@ -349,10 +370,20 @@ pub fn run(cfg: &Config, mode: &Mode, log: &dyn Log) -> Result<Exit, String> {
                 failure = Some(reason.clone());
                 agent.handle(Input::DownloadFailed { reason, retry }, t)
             }
+            Next::Script(ref name) => agent.handle(
+                Input::Script {
+                    name: name.as_deref(),
+                },
+                t,
+            ),
+            Next::RetryLater => agent.handle(Input::RetryLater, t),
         };
         next = match action {
             Action::Send(req) => dev.send(&req),
+            Action::Fetch { uri, .. } => dev.fetch(uri),
             Action::Download { uri, target, .. } => dev.download(uri, target),
+            Action::FindScript { hook, index } => dev.find_script(hook, index),
+            Action::RunScript { hook, name } => dev.run_script(hook, name),
             Action::Persist(rec) => {
                 let state = rec.update.as_ref().map(|u| u.state);
                 if state != last_state {
@@ -511,13 +542,83 @@ impl Device<'_> {
             self.log.info(&format!("update available: {name}"));
         } else if path.ends_with("/status") {
             let v: serde_json::Value = serde_json::from_slice(req.body).unwrap_or_default();
-            let s = v["status"].as_str().unwrap_or("?");
+            let mut s = v["status"].as_str().unwrap_or("?").to_owned();
+            if let Some(sub) = v["substate"].as_str() {
+                s = format!("{s} ({sub})");
+            }
             match status {
                 204 => self.log.info(&format!("reported {s}")),
                 409 => self
                     .log
                     .info(&format!("reported {s}: the deployment was aborted (409)")),
                 c => self.log.info(&format!("reporting {s} answered {c}")),
+            }
+        }
+    }
+
+    /// Opens the artifact (the GET, or the local file) for the download
+    /// that follows, and starts staging its state scripts afresh.
+    fn fetch(&mut self, uri: &str) -> Next {
+        self.opened = None;
+        if let Some(s) = self.slots.scripts.as_mut() {
+            if let Err(e) = s.stage_reset() {
+                return Next::DownloadFailed(format!("state scripts: {e}"), false);
+            }
+        }
+        let opened = match &self.http {
+            Some(http) => match http.download(uri, 0) {
+                Ok(dl) => Opened::Http(dl),
+                Err(DownloadError::Fatal(e)) => return Next::DownloadFailed(e, false),
+                Err(DownloadError::Retry(e)) => {
+                    self.log.info(&format!("download: {e}"));
+                    return Next::DownloadFailed(e, true);
+                }
+            },
+            None => match std::fs::File::open(uri) {
+                Ok(f) => Opened::File(f),
+                Err(e) => return Next::DownloadFailed(format!("{uri}: {e}"), false),
+            },
+        };
+        self.opened = Some(opened);
+        Next::Done
+    }
+
+    fn find_script(&self, hook: Hook, index: u8) -> Next {
+        let Some(s) = self.slots.scripts.as_ref() else {
+            return Next::Script(None);
+        };
+        match s.find(hook, index) {
+            Ok(name) => Next::Script(name),
+            Err(e) => {
+                // An unreadable scripts directory: say so, run none.
+                self.log.info(&format!("state scripts for {hook}: {e}"));
+                Next::Script(None)
+            }
+        }
+    }
+
+    fn run_script(&self, hook: Hook, name: &str) -> Next {
+        let Some(s) = self.slots.scripts.as_ref() else {
+            return Next::Done;
+        };
+        self.log.info(&format!("running state script {name}"));
+        match s.run(hook, name) {
+            Outcome::Ok => Next::Done,
+            Outcome::RetryLater => {
+                self.log.info(&format!(
+                    "state script {name} asks to retry later (exit 21)"
+                ));
+                Next::RetryLater
+            }
+            Outcome::Failed(why) => {
+                let why = format!("{name}: {why}");
+                if hook.fatal() {
+                    self.log.info(&format!("state script {why}"));
+                } else {
+                    self.log
+                        .info(&format!("state script {why} (ignored in {hook})"));
+                }
+                Next::Failed(why)
             }
         }
     }
@@ -535,6 +636,14 @@ impl Device<'_> {
                     "downloaded and verified {bytes} bytes: {}",
                     installed.artifact_name
                 ));
+                // Verified: its state scripts may run now.
+                if let Some(s) = self.slots.scripts.as_mut() {
+                    if let Err(e) = s.activate() {
+                        let why = format!("installing the artifact's state scripts: {e}");
+                        self.log.info(&why);
+                        return Next::DownloadFailed(why, false);
+                    }
+                }
                 Next::Downloaded(proof, Box::new(installed))
             }
             Err((reason, retry)) => {
@@ -569,10 +678,19 @@ impl Device<'_> {
                     .info(&format!("resuming at byte {fed} in {delay} s"));
                 std::thread::sleep(Duration::from_secs(delay));
             }
+            let opened = self.opened.take();
             let Some(http) = &self.http else {
-                return install_file(&mut self.slots, uri, install);
+                let file = match opened {
+                    Some(Opened::File(f)) => f,
+                    _ => std::fs::File::open(uri).map_err(|e| (format!("{uri}: {e}"), false))?,
+                };
+                return install_file(&mut self.slots, uri, file, install);
             };
-            let mut dl = match http.download(uri, fed) {
+            let got = match opened {
+                Some(Opened::Http(dl)) if fed == 0 => Ok(dl),
+                _ => http.download(uri, fed),
+            };
+            let mut dl = match got {
                 Ok(dl) => dl,
                 Err(DownloadError::Fatal(e)) => return Err((e, false)),
                 Err(DownloadError::Retry(e)) => {
@@ -629,9 +747,9 @@ impl Device<'_> {
 fn install_file(
     slots: &mut SlotDevices,
     path: &str,
+    mut file: std::fs::File,
     mut install: Install<'_, '_, VerifyingKey, updraft_core::crypto::DefaultSha256>,
 ) -> Result<(Verified, Installed, u64), (String, bool)> {
-    let mut file = std::fs::File::open(path).map_err(|e| (format!("{path}: {e}"), false))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut fed = 0u64;
     loop {

@@ -91,6 +91,7 @@ impl Device {
             "ArtifactInfoFile": p("artifact_info"),
             "IdentityScript": id,
             "InventoryScriptsDir": p("inventory"),
+            "RootfsScriptsDir": p("scripts"),
             "BootLoader": "uboot",
             "FwEnvConfig": fw_config,
             "RebootCommand": ["true"],
