@@ -6,6 +6,12 @@
 //! a complete artifact whose every digest matched is renamed to
 //! `<id>.mender` and recorded. The reader's error is the 400 message.
 //!
+//! With verification keys ([`crate::Config::artifact_verify_keys`]) the
+//! reader is made with them: an unsigned artifact, one signed by another
+//! key, or one whose manifest was changed after signing fails when
+//! `manifest.sig` ends (before any payload byte is accepted), and a payload
+//! changed after signing fails its manifest checksum, so neither is stored.
+//!
 //! Download links are `/api/devices/v1/download/<id>?expire=<unix s>&sig=<mac>`
 //! where `mac` is HMAC-SHA256 (key shared through the database) over the ID
 //! and expiry. They need no token, expire (default 900 s), and support
@@ -24,6 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use updraft_core::artifact::{DependValue, Event, Reader, SignatureState};
+use updraft_core::crypto::VerifyingKey;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -192,14 +199,14 @@ pub enum UploadError {
 
 /// A blocking sink: feed chunks, get the parsed artifact at the end. Runs on
 /// its own thread (see [`spawn_check`]).
-struct Checker {
-    reader: Reader<'static>,
+struct Checker<'k> {
+    reader: Reader<'k>,
     collect: Collect,
     file: std::io::BufWriter<std::fs::File>,
     size: u64,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn feed(&mut self, mut input: &[u8]) -> Result<(), UploadError> {
         self.file.write_all(input).map_err(UploadError::Io)?;
         self.size += input.len() as u64;
@@ -234,13 +241,17 @@ impl Checker {
 pub type CheckHandle = tokio::task::JoinHandle<Result<(Parsed, u64), UploadError>>;
 
 /// Start checking an upload into `path` on a blocking thread: send chunks
-/// into the returned sender, drop it at the end, await the handle.
-pub fn spawn_check(path: PathBuf) -> (tokio::sync::mpsc::Sender<axum::body::Bytes>, CheckHandle) {
+/// into the returned sender, drop it at the end, await the handle. With
+/// `keys`, the artifact must be signed by one of them.
+pub fn spawn_check(
+    path: PathBuf,
+    keys: std::sync::Arc<[VerifyingKey]>,
+) -> (tokio::sync::mpsc::Sender<axum::body::Bytes>, CheckHandle) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
     let handle = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::create(&path).map_err(UploadError::Io)?;
         let mut checker = Checker {
-            reader: Reader::new(),
+            reader: Reader::with_keys(&keys),
             collect: Collect::default(),
             file: std::io::BufWriter::with_capacity(1 << 20, file),
             size: 0,
@@ -251,6 +262,45 @@ pub fn spawn_check(path: PathBuf) -> (tokio::sync::mpsc::Sender<axum::body::Byte
         checker.finish()
     });
     (tx, handle)
+}
+
+/// Why an artifact verification key could not be loaded.
+#[derive(Debug)]
+pub struct KeyFileError {
+    /// The key file.
+    pub path: PathBuf,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "artifact verification key {}: {}",
+            self.path.display(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for KeyFileError {}
+
+/// Load artifact verification keys: PEM `PUBLIC KEY` (RSA or ECDSA P-256)
+/// or `RSA PUBLIC KEY`, parsed by `updraft-core`
+/// ([`VerifyingKey::from_pem`]). The first bad file is the error.
+pub fn load_verify_keys(paths: &[PathBuf]) -> Result<Vec<VerifyingKey>, KeyFileError> {
+    paths
+        .iter()
+        .map(|path| {
+            let err = |reason: String| KeyFileError {
+                path: path.clone(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            VerifyingKey::from_pem(&text).map_err(|e| err(e.to_string()))
+        })
+        .collect()
 }
 
 /// Where an artifact's file lives.

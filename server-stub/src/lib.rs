@@ -20,8 +20,9 @@
 //!
 //! Modules:
 //! * [`api`]: the routes (device API, management API);
-//! * [`artifacts`]: upload checking with `updraft-core`'s reader, storage,
-//!   signed download links with `Range`;
+//! * [`artifacts`]: upload checking with `updraft-core`'s reader (and
+//!   signature verification when keys are configured), storage, signed
+//!   download links with `Range`;
 //! * [`db`]: the database (SQLite by default) and its schema;
 //! * [`keys`]: token signing keys and JWTs;
 //! * [`devkey`]: device public keys and auth request signatures;
@@ -82,6 +83,11 @@ pub struct Config {
     /// Failed logins per email within a minute before further attempts get
     /// 429 for the rest of that minute.
     pub login_attempts_per_minute: u32,
+    /// PEM public keys (SPKI RSA or ECDSA P-256, or PKCS#1 RSA) that
+    /// artifact signatures are checked with. With any, an upload must be
+    /// signed by one of them; empty: signed and unsigned uploads are both
+    /// accepted.
+    pub artifact_verify_keys: Vec<PathBuf>,
 }
 
 impl Config {
@@ -103,6 +109,7 @@ impl Config {
             device_token_ttl: Duration::from_secs(7 * 24 * 3600),
             user_token_ttl: Duration::from_secs(7 * 24 * 3600),
             login_attempts_per_minute: 10,
+            artifact_verify_keys: Vec::new(),
         }
     }
 
@@ -169,6 +176,9 @@ pub struct Inner {
     pub public_url: OnceLock<String>,
     /// Failed logins: email -> (window start, Unix s; count).
     pub login_failures: Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    /// Artifact verification keys, loaded from
+    /// [`Config::artifact_verify_keys`].
+    pub verify_keys: Arc<[updraft_core::crypto::VerifyingKey]>,
 }
 
 impl std::ops::Deref for AppState {
@@ -189,6 +199,17 @@ impl Server {
     /// Prepare the data directory, database, certificate, keys and admin
     /// account.
     pub async fn open(config: Config) -> Result<Server, StartError> {
+        // Keys first: a bad key file stops the start before anything is
+        // created.
+        let verify_keys: Arc<[_]> = artifacts::load_verify_keys(&config.artifact_verify_keys)
+            .map_err(|e| StartError(e.to_string()))?
+            .into();
+        if !verify_keys.is_empty() {
+            tracing::info!(
+                "uploads must be signed by one of {} artifact verification key(s)",
+                verify_keys.len()
+            );
+        }
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
         let artifact_dir = dir.join("artifacts");
@@ -247,6 +268,7 @@ impl Server {
             link_key,
             public_url,
             login_failures: Mutex::new(Default::default()),
+            verify_keys,
         }));
         Ok(Server { state, tls, setup })
     }

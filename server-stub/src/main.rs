@@ -3,6 +3,7 @@
 //! ```text
 //! updraft-server [--listen 127.0.0.1:8443] [--data-dir ./updraft-data]
 //!                [--database-url URL] [--cert FILE --key FILE] [--key-dir DIR]
+//!                [--artifact-verify-key FILE]...
 //! ```
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,11 @@ struct Args {
     /// Base URL for download links (default: the listen address).
     #[arg(long)]
     public_url: Option<String>,
+    /// PEM public key (RSA or ECDSA P-256; SPKI or PKCS#1) that uploaded
+    /// artifacts must be signed with; repeat for several. Default: none,
+    /// signed and unsigned artifacts are accepted.
+    #[arg(long = "artifact-verify-key", value_name = "FILE")]
+    artifact_verify_keys: Vec<PathBuf>,
     /// Email of the admin account made on first start.
     #[arg(
         long,
@@ -86,6 +92,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.signing_key_id = args.signing_key_id;
     config.public_url = args.public_url;
     config.admin_email = args.admin_email;
+    config.artifact_verify_keys = args.artifact_verify_keys;
     // Read from the environment only: a password on the command line
     // would show in `ps`.
     config.admin_password = std::env::var("UPDRAFT_ADMIN_PASSWORD")

@@ -73,7 +73,8 @@ fn uuid_param(id: &str) -> Result<(), ApiError> {
 // ------------------------------------------------------------ artifacts
 
 /// `POST /artifacts` (multipart: `size`?, `description`?, `artifact_id`?,
-/// then `artifact`): 201; 400 naming the problem for an invalid artifact.
+/// then `artifact`): 201; 400 naming the problem for an invalid artifact,
+/// or, with verification keys, one not signed by any of them.
 pub async fn upload_artifact(
     State(st): State<AppState>,
     _user: UserAuth,
@@ -129,7 +130,7 @@ pub async fn upload_artifact(
                 // Removes the partial file however this handler ends (even
                 // when the client goes away mid-upload); renamed on success.
                 let _guard = PartFile(part.clone());
-                let (tx, handle) = artifacts::spawn_check(part.clone());
+                let (tx, handle) = artifacts::spawn_check(part.clone(), st.verify_keys.clone());
                 let mut total: u64 = 0;
                 let mut failure = None;
                 loop {
