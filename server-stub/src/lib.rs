@@ -23,6 +23,7 @@
 //! * [`artifacts`]: upload checking with `updraft-core`'s reader (and
 //!   signature verification when keys are configured), storage, signed
 //!   download links with `Range`;
+//! * [`config_file`]: the binary's JSON config file;
 //! * [`db`]: the database (SQLite by default) and its schema;
 //! * [`keys`]: token signing keys and JWTs;
 //! * [`devkey`]: device public keys and auth request signatures;
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod config_file;
 pub mod db;
 pub mod devkey;
 pub mod error;
@@ -210,6 +212,13 @@ impl Server {
                 verify_keys.len()
             );
         }
+        if config.cert.is_some() != config.key.is_some() {
+            return Err(StartError(
+                "the TLS certificate and key go together: give both (--cert and --key, \
+                 or the config file's cert and key) or neither"
+                    .into(),
+            ));
+        }
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
         let artifact_dir = dir.join("artifacts");
@@ -219,8 +228,7 @@ impl Server {
         let (cert, key) = (config.cert_path(), config.key_path());
         let cert_generated = match (&config.cert, &config.key) {
             (None, None) => tls::ensure_self_signed(&cert, &key)?,
-            (Some(_), Some(_)) => false,
-            _ => return Err(StartError("give both --cert and --key, or neither".into())),
+            _ => false,
         };
         let tls = tls::server_config(&cert, &key)?;
 
