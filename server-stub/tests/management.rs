@@ -3161,3 +3161,70 @@ async fn release_notes_tags_and_deletion(db: Db) {
     assert_eq!(v[0]["tags"], json!([]));
     assert_eq!(v[0]["notes"], "");
 }
+
+on_both!(generate_and_direct_upload_say_they_are_not_supported);
+async fn generate_and_direct_upload_say_they_are_not_supported(db: Db) {
+    let app = app_on!(db);
+    let admin = app.login().await;
+    let before = app.counts().await;
+    let boundary = "XupdraftGENx";
+    let mut body = String::new();
+    for (name, value) in [
+        ("name", "generated-1"),
+        ("device_types_compatible", "board"),
+        ("type", "single_file"),
+        ("args", r#"{"filename":"f.txt","dest_dir":"/tmp"}"#),
+        ("file", "contents"),
+    ] {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let post = |path: String, token: Option<&str>| {
+        let mut b = axum::http::Request::post(path).header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(axum::body::Body::from(body.clone())).unwrap()
+    };
+    let generate = format!("{DEPL}/artifacts/generate");
+    let direct = format!("{DEPL}/artifacts/directupload");
+    let complete = format!("{DEPL}/artifacts/directupload/{}/complete", unknown_id());
+
+    // Without a token: 401, as for every management call.
+    for path in [&generate, &direct, &complete] {
+        app.call(post(path.clone(), None)).await.assert_error(401);
+    }
+    let msg = app
+        .call(post(generate.clone(), Some(&admin)))
+        .await
+        .assert_error(501);
+    assert!(msg.contains("generation is not supported"), "{msg}");
+    assert!(msg.contains("mender-artifact write"), "{msg}");
+    for path in [&direct, &complete] {
+        let msg = app
+            .call(post(path.clone(), Some(&admin)))
+            .await
+            .assert_error(501);
+        assert!(msg.contains("direct upload is not supported"), "{msg}");
+    }
+    // Nothing was made, and an artifact ID route still reads IDs.
+    assert_eq!(app.counts().await, before);
+    app.req(
+        "GET",
+        &format!("{DEPL}/artifacts/{}", unknown_id()),
+        Some(&admin),
+        None,
+    )
+    .await
+    .assert_error(404);
+}
+
+/// A well-formed artifact ID no artifact has.
+fn unknown_id() -> String {
+    "0c13a0e6-6b58-4f3c-9a0b-2c1d3e4f5a6b".to_owned()
+}

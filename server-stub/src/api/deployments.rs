@@ -9,8 +9,8 @@
 //!
 //! Updraft differences: the 409 for a duplicate artifact carries no
 //! `metadata` member; name and description filters are case-insensitive
-//! substring matches; `POST .../artifacts/generate`, direct upload and the
-//! enterprise fields
+//! substring matches; `POST .../artifacts/generate` and direct upload
+//! answer 501 saying to upload an artifact instead; the enterprise fields
 //! (`retries`, `phases`, `max_devices`, `update_control_map`) are not
 //! implemented (the fields are ignored).
 
@@ -1236,6 +1236,29 @@ pub async fn delete_device_history(
 /// counted), as the open-source server answers.
 pub async fn storage_limit(_user: UserAuth) -> AxumJson<Value> {
     AxumJson(json!({"limit": 0, "usage": 0}))
+}
+
+/// `POST /artifacts/generate`: 501. Making an artifact needs an artifact
+/// writer in the server; build it with `mender-artifact write` or
+/// `updraft artifact write` and upload it instead.
+pub async fn generate_artifact(_user: UserAuth) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "artifact generation is not supported by this server: write the artifact \
+         with `mender-artifact write` or `updraft artifact write` and upload it to \
+         POST /api/management/v1/deployments/artifacts",
+    )
+}
+
+/// `POST /artifacts/directupload` and `.../directupload/{id}/complete`: 501
+/// (upstream offers them only with object storage; artifacts live in the
+/// data directory here).
+pub async fn direct_upload(_user: UserAuth) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "direct upload is not supported by this server (artifacts are stored in its \
+         data directory): upload to POST /api/management/v1/deployments/artifacts",
+    )
 }
 
 // ------------------------------------------------------------ releases

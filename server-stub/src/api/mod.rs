@@ -181,6 +181,18 @@ pub fn router(state: AppState) -> Router {
             get(deployments::artifact_link),
         )
         .route(
+            &format!("{DEPL}/artifacts/generate"),
+            post(deployments::generate_artifact),
+        )
+        .route(
+            &format!("{DEPL}/artifacts/directupload"),
+            post(deployments::direct_upload),
+        )
+        .route(
+            &format!("{DEPL}/artifacts/directupload/{{id}}/complete"),
+            post(deployments::direct_upload),
+        )
+        .route(
             &format!("{DEPL}/deployments"),
             post(deployments::create_deployment).get(deployments::list_deployments),
         )
