@@ -23,16 +23,38 @@
 //!
 //! | state | steps (managed; standalone skips reports) | then |
 //! | --- | --- | --- |
-//! | Download | report `downloading`, download + write + verify, report `downloading` | ArtifactInstall |
-//! | ArtifactInstall | report `installing`, arm the trial boot | ArtifactReboot |
-//! | ArtifactReboot | report `rebooting`, reboot | (boot) ArtifactVerifyReboot |
-//! | ArtifactVerifyReboot | health check | ArtifactCommit |
-//! | ArtifactCommit | drop the token and re-authenticate, report `installing`, confirm | Cleanup |
-//! | ArtifactRollback | roll back | ArtifactRollbackReboot, or ArtifactFailure if the trial never ran |
-//! | ArtifactRollbackReboot | reboot | (boot) ArtifactVerifyRollbackReboot |
-//! | ArtifactVerifyRollbackReboot | — | ArtifactFailure |
-//! | ArtifactFailure | report `failure`, upload the log | idle |
+//! | Download | Download_Enter, report `downloading`, fetch (open the artifact), report `downloading`, download + write + verify, report `downloading`, Download_Leave | ArtifactInstall |
+//! | ArtifactInstall | ArtifactInstall_Enter, report `installing`, arm the trial boot, ArtifactInstall_Leave | ArtifactReboot |
+//! | ArtifactReboot | ArtifactReboot_Enter, report `rebooting`, reboot | (boot) ArtifactVerifyReboot |
+//! | ArtifactVerifyReboot | ArtifactReboot_Leave, health check | ArtifactCommit |
+//! | ArtifactCommit | ArtifactCommit_Enter, drop the token and re-authenticate, report `installing`, confirm, ArtifactCommit_Leave | Cleanup |
+//! | ArtifactRollback | ArtifactRollback_Enter, roll back, ArtifactRollback_Leave | ArtifactRollbackReboot, or ArtifactFailure if the trial never ran |
+//! | ArtifactRollbackReboot | ArtifactRollbackReboot_Enter, reboot | (boot) ArtifactVerifyRollbackReboot |
+//! | ArtifactVerifyRollbackReboot | ArtifactRollbackReboot_Leave | ArtifactFailure |
+//! | ArtifactFailure | ArtifactFailure_Enter, report `failure`, upload the log, ArtifactFailure_Leave | idle |
 //! | Cleanup | report `success` | idle |
+//!
+//! Every state first persists the record. The three `downloading` reports
+//! are the real client's: entering the download, once the server answered
+//! the GET, and once the artifact is stored.
+//!
+//! # State scripts
+//!
+//! With [`Config::scripts`], each `Name_When` above is a hook: the machine
+//! asks for its scripts one by one ([`Action::FindScript`],
+//! [`Action::RunScript`]), and the rules of [`crate::script`] apply. A
+//! failing step runs its state's `Error` scripts before the update goes to
+//! ArtifactRollback or ArtifactFailure. The artifact's scripts run only
+//! once it verified: an update that fails in Download runs none of them
+//! (as Mender). Idle and Sync hooks wrap the polls: Idle_Leave and
+//! Sync_Enter before the first request, Sync_Leave and Idle_Enter once
+//! nothing more is due (or Sync_Leave before Download_Enter when an update
+//! starts). The real client's substate reports accompany the artifact's
+//! `Enter` scripts (`{"status":"installing","substate":"Executing script:
+//! ArtifactInstall_Enter_00"}`, then `finished executing script: ...`).
+//! After a power cut the interrupted state runs again, its `Enter` scripts
+//! included: write scripts so they can run twice (Mender asks the same of
+//! ArtifactFailure and ArtifactCommit_Leave scripts).
 //!
 //! After a reboot (planned or a power cut), [`Input::Boot`] tells the
 //! machine what the bootloader says, and the persisted state and the
