@@ -30,7 +30,7 @@
 //! | --- | --- |
 //! | *(none)* | `no_std`, no heap: uncompressed and gzip artifacts, ECDSA P-256 signatures, `sha2` SHA-256 |
 //! | `alloc` | RSA signatures, PEM keys |
-//! | `std` (default) | `alloc`, plus ring's assembly SHA-256, zlib-rs inflate and xz artifacts |
+//! | `std` (default) | `alloc`, plus ring's assembly SHA-256, zlib-rs inflate, xz artifacts, and the artifact writer ([`artifact::write`]) |
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

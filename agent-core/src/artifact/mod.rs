@@ -1,4 +1,5 @@
-//! The streaming Mender Artifact (format v3) reader.
+//! The streaming Mender Artifact (format v3) reader, and with `std` the
+//! writer ([`mod@write`]).
 //!
 //! [`Reader`] is a push parser: feed it byte slices of any size with
 //! [`Reader::feed`] and it returns [`Event`]s one at a time. Any split of the
@@ -66,6 +67,8 @@ pub(crate) mod json;
 mod manifest;
 pub mod meta;
 pub mod tar;
+#[cfg(feature = "std")]
+pub mod write;
 
 pub use decode::{Compression, DecodeError};
 pub use json::JsonError;

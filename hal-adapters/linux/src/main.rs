@@ -540,10 +540,14 @@ fn write_cmd(w: WriteCommand) -> Result<()> {
                 Some(p) => {
                     let text =
                         std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                    Some(
-                        serde_json::from_str(&text)
-                            .map_err(|e| format!("{}: invalid JSON: {e}", p.display()))?,
-                    )
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: invalid JSON: {e}", p.display()))?;
+                    if !v.is_object() {
+                        return Err("meta-data must be a JSON object".into());
+                    }
+                    // Compact, keys sorted (serde_json's map is ordered by
+                    // key), as mender-artifact writes it.
+                    Some(v.to_string())
                 }
                 None => None,
             };

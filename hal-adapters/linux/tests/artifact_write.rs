@@ -562,7 +562,7 @@ fn random_round_trips() {
                 module: word(rnd(1000)),
                 files: files.iter().map(|(p, _)| p.clone()).collect(),
                 meta_data: (rnd(2) == 0)
-                    .then(|| serde_json::json!({"k": word(rnd(99)), "n": rnd(1000)})),
+                    .then(|| serde_json::json!({"k": word(rnd(99)), "n": rnd(1000)}).to_string()),
             }),
             name: word(rnd(1000)),
             device_types: (0..1 + rnd(3)).map(|_| word(rnd(1000))).collect(),
