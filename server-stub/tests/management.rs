@@ -3162,8 +3162,8 @@ async fn release_notes_tags_and_deletion(db: Db) {
     assert_eq!(v[0]["notes"], "");
 }
 
-on_both!(generate_and_direct_upload_say_they_are_not_supported);
-async fn generate_and_direct_upload_say_they_are_not_supported(db: Db) {
+on_both!(direct_upload_says_it_is_not_supported);
+async fn direct_upload_says_it_is_not_supported(db: Db) {
     let app = app_on!(db);
     let admin = app.login().await;
     let before = app.counts().await;
@@ -3191,20 +3191,13 @@ async fn generate_and_direct_upload_say_they_are_not_supported(db: Db) {
         }
         b.body(axum::body::Body::from(body.clone())).unwrap()
     };
-    let generate = format!("{DEPL}/artifacts/generate");
     let direct = format!("{DEPL}/artifacts/directupload");
     let complete = format!("{DEPL}/artifacts/directupload/{}/complete", unknown_id());
 
     // Without a token: 401, as for every management call.
-    for path in [&generate, &direct, &complete] {
+    for path in [&direct, &complete] {
         app.call(post(path.clone(), None)).await.assert_error(401);
     }
-    let msg = app
-        .call(post(generate.clone(), Some(&admin)))
-        .await
-        .assert_error(501);
-    assert!(msg.contains("generation is not supported"), "{msg}");
-    assert!(msg.contains("mender-artifact write"), "{msg}");
     for path in [&direct, &complete] {
         let msg = app
             .call(post(path.clone(), Some(&admin)))

@@ -9,8 +9,9 @@
 //!
 //! Updraft differences: the 409 for a duplicate artifact carries no
 //! `metadata` member; name and description filters are case-insensitive
-//! substring matches; `POST .../artifacts/generate` and direct upload
-//! answer 501 saying to upload an artifact instead; the enterprise fields
+//! substring matches; direct upload answers 501 saying to upload an
+//! artifact instead (`POST .../artifacts/generate` is in
+//! [`super::generate`]); the enterprise fields
 //! (`retries`, `phases`, `max_devices`, `update_control_map`) are not
 //! implemented (the fields are ignored).
 
@@ -58,7 +59,7 @@ const ALL_STATUSES: &[&str] = &[
     "pause_before_rebooting",
 ];
 
-fn created(location: String) -> Response {
+pub(super) fn created(location: String) -> Response {
     (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
 }
 
@@ -185,7 +186,7 @@ pub async fn upload_artifact(
 }
 
 /// Deletes an upload's `.part` file when dropped (a no-op once renamed).
-struct PartFile(std::path::PathBuf);
+pub(super) struct PartFile(pub(super) std::path::PathBuf);
 
 impl Drop for PartFile {
     fn drop(&mut self) {
@@ -193,7 +194,9 @@ impl Drop for PartFile {
     }
 }
 
-async fn store_artifact(
+/// Record a checked artifact (the reader's findings) and move its
+/// `.part` file into place: 409 for a name and depends clash.
+pub(super) async fn store_artifact(
     st: &AppState,
     id: &str,
     part: &std::path::Path,
@@ -1236,18 +1239,6 @@ pub async fn delete_device_history(
 /// counted), as the open-source server answers.
 pub async fn storage_limit(_user: UserAuth) -> AxumJson<Value> {
     AxumJson(json!({"limit": 0, "usage": 0}))
-}
-
-/// `POST /artifacts/generate`: 501. Making an artifact needs an artifact
-/// writer in the server; build it with `mender-artifact write` or
-/// `updraft artifact write` and upload it instead.
-pub async fn generate_artifact(_user: UserAuth) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "artifact generation is not supported by this server: write the artifact \
-         with `mender-artifact write` or `updraft artifact write` and upload it to \
-         POST /api/management/v1/deployments/artifacts",
-    )
 }
 
 /// `POST /artifacts/directupload` and `.../directupload/{id}/complete`: 501

@@ -7,6 +7,7 @@
 pub mod deployments;
 pub mod devauth;
 pub mod device;
+pub mod generate;
 pub mod inventory;
 pub mod useradm;
 
@@ -36,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{DEPL}/artifacts"),
             post(deployments::upload_artifact).get(deployments::list_artifacts),
+        )
+        .route(
+            &format!("{DEPL}/artifacts/generate"),
+            post(generate::generate_artifact),
         )
         .layer(DefaultBodyLimit::max(artifact_limit));
 
@@ -179,10 +184,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{DEPL}/artifacts/{{id}}/download"),
             get(deployments::artifact_link),
-        )
-        .route(
-            &format!("{DEPL}/artifacts/generate"),
-            post(deployments::generate_artifact),
         )
         .route(
             &format!("{DEPL}/artifacts/directupload"),
